@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: install dependencies, build with -Werror, run every test (unit
-# and integration, real nutcracker/redis/Consul included), then rebuild with ASan+UBSan
-# and run the unit tests again under them. Usage: scripts/test.sh [--quick]
-#   --quick   skip the sanitizer build
+# and integration, real nutcracker/redis included), then rebuild with ASan+UBSan and run
+# everything again under them, then run each libFuzzer target briefly.
+# Usage: scripts/test.sh [--quick]
+#   --quick   skip the sanitizer and fuzz builds
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,7 +12,7 @@ quick=0
 for arg in "$@"; do
     case "$arg" in
         --quick) quick=1 ;;
-        -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "test.sh: unknown option $arg" >&2; exit 2 ;;
     esac
 done
@@ -35,6 +36,12 @@ if [ "$quick" -eq 0 ]; then
         -DRINGSIDE_SANITIZE=ON -DCMAKE_C_COMPILER=clang >/dev/null
     cmake --build build-asan -j "$jobs"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        ctest --test-dir build-asan --output-on-failure -j "$jobs" -L unit
+        ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+    echo "== fuzz targets (libFuzzer, 20 s each)"
+    cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DRINGSIDE_FUZZ=ON \
+        -DCMAKE_C_COMPILER=clang >/dev/null
+    cmake --build build-fuzz -j "$jobs"
+    ctest --test-dir build-fuzz --output-on-failure -j "$jobs" -L fuzz
 fi
 echo "== all tests passed"
