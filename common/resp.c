@@ -471,9 +471,22 @@ rs_resp_put_integer(rs_buf *out, long long v) {
 int
 rs_resp_put_bulk(rs_buf *out, const void *data, size_t len) {
     assert(out != NULL && (data != NULL || len == 0));
+    /* By hand rather than snprintf: this header is on every lookup reply. */
+    char digits[24];
+    size_t nd = 0;
+    size_t v = len;
+    do {
+        digits[nd++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
     char hdr[32];
-    int n = snprintf(hdr, sizeof hdr, "$%zu\r\n", len);
-    assert(n > 0 && (size_t)n < sizeof hdr);
+    int n = 0;
+    hdr[n++] = '$';
+    while (nd > 0) {
+        hdr[n++] = digits[--nd];
+    }
+    hdr[n++] = '\r';
+    hdr[n++] = '\n';
     if (len > SIZE_MAX - (size_t)n - 2)
         return -ENOMEM;
     int rc = rs_buf_reserve(out, (size_t)n + len + 2);

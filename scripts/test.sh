@@ -31,7 +31,7 @@ echo "== tests"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 if [ "$quick" -eq 0 ]; then
-    echo "== ASan+UBSan build, unit tests"
+    echo "== ASan+UBSan build, all tests again"
     cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DRINGSIDE_WERROR=ON \
         -DRINGSIDE_SANITIZE=ON -DCMAKE_C_COMPILER=clang >/dev/null
     cmake --build build-asan -j "$jobs"

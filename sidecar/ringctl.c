@@ -1,5 +1,6 @@
-/* ringctl: the operator's command line. Offline commands (simulate, place) build rings
- * in process from libringside; daemon and Consul commands arrive with those features. */
+/* ringctl: the operator's command line. Offline commands (simulate, place, check-config)
+ * use libringside in process; daemon commands talk RESP to ringside's socket via hiredis. */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -8,26 +9,52 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <time.h>
 
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include "rs_config.h"
 #include "rs_hash.h"
 #include "rs_ring.h"
 
+#ifndef RINGSIDE_VERSION
+#define RINGSIDE_VERSION "unknown"
+#endif
+
 #define EXIT_USAGE 2
+#define DEFAULT_SOCKET "/run/ringside/ringside.sock"
 
 static const char *progname = "ringctl";
 
 static void
 usage_main(FILE *f) {
-    fprintf(f, "usage: ringctl COMMAND [OPTIONS]\n"
+    fprintf(f, "usage: ringctl [--socket PATH] COMMAND [OPTIONS] [ARGS]\n"
+               "\n"
+               "Daemon commands (ask ringside over its Unix socket):\n"
+               "  lookup KEY...  print the address each key goes to\n"
+               "  route KEY      show how a key is routed: hash, answer, candidates and health\n"
+               "  ring           print the ring summary (epoch, fingerprint, parameters, counts)\n"
+               "  nodes          print the nodes with weight, zone, health and share\n"
+               "  watch          print a line each time the ring changes\n"
+               "  ping           check that the daemon answers\n"
+               "  dump           print the ring's parameters, nodes and health as JSON\n"
                "\n"
                "Offline commands (no daemon, no Consul):\n"
-               "  simulate   show how many keys move when nodes join or leave, per algorithm,\n"
-               "             next to the modulo baseline\n"
-               "  place      print the node each key on stdin goes to, for a given node set\n"
+               "  simulate       show how many keys move when nodes join or leave, per\n"
+               "                 algorithm, next to the modulo baseline\n"
+               "  place          print the node each key on stdin goes to, for a given node set\n"
+               "  check-config   validate config files without starting anything\n"
                "\n"
-               "Run 'ringctl COMMAND --help' for a command's options.\n"
-               "Exit codes: 0 ok, 1 failure, 2 usage error.\n");
+               "  --socket PATH  the daemon's socket, before or after the command (default\n"
+               "                 $RINGSIDE_SOCKET, else " DEFAULT_SOCKET ")\n"
+               "  --version      print the version\n"
+               "\n"
+               "Run 'ringctl COMMAND --help' for a command's options; lookup, route, ring, nodes\n"
+               "and watch take --json. Exit codes: 0 ok, 1 failure, 2 usage error.\n");
 }
 
 static void
@@ -570,24 +597,1364 @@ out:
     return rc;
 }
 
+/* ---- talking to the daemon ---- */
+
+#define CONNECT_TIMEOUT_S 2
+#define JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(10))
+
+/* --socket PATH, else $RINGSIDE_SOCKET, else the default. */
+static const char *
+default_socket(void) {
+    const char *env = getenv("RINGSIDE_SOCKET");
+    return env != NULL && env[0] != '\0' ? env : DEFAULT_SOCKET;
+}
+
+/* Connects to the daemon's socket with a CONNECT_TIMEOUT_S timeout (which also bounds
+ * every reply). Prints why on failure and returns NULL. */
+static redisContext *
+ctl_connect(const char *path) {
+    struct sockaddr_un sa;
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        fprintf(stderr, "%s: socket path too long (max %zu bytes): %s\n", progname,
+                sizeof(sa.sun_path) - 1, path);
+        return NULL;
+    }
+    struct timeval tv = {.tv_sec = CONNECT_TIMEOUT_S};
+    errno = 0;
+    redisContext *c = redisConnectUnixWithTimeout(path, tv);
+    int saved = errno;
+    if (c == NULL) {
+        fprintf(stderr, "%s: cannot connect to %s: out of memory\n", progname, path);
+        return NULL;
+    }
+    if (c->err != 0) {
+        fprintf(stderr, "%s: cannot connect to %s: %s %s\n", progname, path, c->errstr,
+                saved == EACCES ? "(check the socket's owner, group and mode)"
+                                : "(is ringside running? use --socket PATH or RINGSIDE_SOCKET)");
+        redisFree(c);
+        return NULL;
+    }
+    /* Some hiredis versions bound only connect() for Unix sockets: bound replies too. */
+    if (redisSetTimeout(c, tv) != REDIS_OK) {
+        fprintf(stderr, "%s: %s: %s\n", progname, path, c->errstr);
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Reports a failed exchange: an I/O error, a timeout or the daemon hanging up. */
+static void
+io_error(const redisContext *c, const char *path, int saved_errno) {
+#ifdef REDIS_ERR_TIMEOUT
+    bool timeout = c->err == REDIS_ERR_TIMEOUT;
+#else
+    bool timeout = false;
+#endif
+    timeout |= c->err == REDIS_ERR_IO && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK);
+    if (timeout) {
+        fprintf(stderr, "%s: %s: no reply from ringside within %ds\n", progname, path,
+                CONNECT_TIMEOUT_S);
+    } else {
+        fprintf(stderr, "%s: %s: %s\n", progname, path, c->errstr);
+    }
+}
+
+/* Sends argv (binary-safe: lengths from lens, or strlen when lens is NULL) and returns
+ * the reply for the caller to free. Returns NULL, having printed why, on an I/O error or
+ * an error reply (printed as is: "ringctl: NORING no usable nodes"). */
+static redisReply *
+ctl_call(redisContext *c, const char *path, int argc, const char **argv, const size_t *lens) {
+    errno = 0;
+    redisReply *r = redisCommandArgv(c, argc, argv, lens);
+    if (r == NULL) {
+        io_error(c, path, errno);
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr, "%s: %.*s\n", progname, (int)r->len, r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+static int shape_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints "ringctl: unexpected reply to CMD: <why>"; returns 1. */
+static int
+shape_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "%s: unexpected reply to %s: ", progname, cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (is the daemon the same version as ringctl?)\n");
+    return 1;
+}
+
+static bool
+reply_is_str(const redisReply *r) {
+    return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS;
+}
+
+static bool
+reply_str_eq(const redisReply *r, const char *s) {
+    return reply_is_str(r) && r->len == strlen(s) && memcmp(r->str, s, r->len) == 0;
+}
+
+/* A flat field/value array: an array of even length whose fields are strings. */
+static bool
+pairs_ok(const redisReply *a) {
+    if (a->type != REDIS_REPLY_ARRAY || a->elements % 2 != 0) {
+        return false;
+    }
+    for (size_t i = 0; i < a->elements; i += 2) {
+        if (!reply_is_str(a->element[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The value of field name in a flat field/value array that passed pairs_ok, or NULL. */
+static const redisReply *
+pairs_get(const redisReply *a, const char *name) {
+    for (size_t i = 0; i + 1 < a->elements; i += 2) {
+        if (reply_str_eq(a->element[i], name)) {
+            return a->element[i + 1];
+        }
+    }
+    return NULL;
+}
+
+/* A string field as a NUL-terminated string (hiredis terminates them), or NULL when the
+ * field is missing or not a string. */
+static const char *
+pairs_str(const redisReply *a, const char *name) {
+    const redisReply *v = pairs_get(a, name);
+    return v != NULL && reply_is_str(v) ? v->str : NULL;
+}
+
+static bool
+pairs_int(const redisReply *a, const char *name, long long *out) {
+    const redisReply *v = pairs_get(a, name);
+    if (v == NULL || v->type != REDIS_REPLY_INTEGER) {
+        return false;
+    }
+    *out = v->integer;
+    return true;
+}
+
+static bool
+parse_double(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(v)) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* A JSON string; bytes that are not valid UTF-8 (which JSON cannot carry) become '?'. */
+static json_t *
+jstr(const char *s, size_t len) {
+    json_t *j = json_stringn(s, len);
+    if (j != NULL) {
+        return j;
+    }
+    char *copy = malloc(len + 1);
+    if (copy == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        copy[i] = s[i];
+        if ((unsigned char)s[i] >= 0x80 || s[i] == '\0') {
+            copy[i] = '?';
+        }
+    }
+    j = json_stringn(copy, len);
+    free(copy);
+    return j;
+}
+
+/* A key for JSON output: {"key": "..."} when it is valid UTF-8, else {"key_hex": "..."}. */
+static int
+json_set_key(json_t *obj, const char *key, size_t len) {
+    json_t *j = json_stringn(key, len);
+    if (j != NULL) {
+        return json_object_set_new(obj, "key", j);
+    }
+    char *hex = malloc(len * 2 + 1);
+    if (hex == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", (unsigned char)key[i]);
+    }
+    int rc = json_object_set_new(obj, "key_hex", json_string(hex));
+    free(hex);
+    return rc;
+}
+
+/* Fields whose numbers RESP2 can only carry as strings; JSON output turns them into
+ * numbers. */
+static bool
+is_decimal_field(const redisReply *name) {
+    return reply_str_eq(name, "share") || reply_str_eq(name, "imbalance");
+}
+
+/* A flat field/value array (passed pairs_ok) as a JSON object, fields in reply order:
+ * integers as numbers, strings as strings (decimal fields as numbers), nil as null. */
+static json_t *
+pairs_to_json(const redisReply *a) {
+    json_t *obj = json_object();
+    if (obj == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i + 1 < a->elements; i += 2) {
+        const redisReply *k = a->element[i], *v = a->element[i + 1];
+        json_t *jv = NULL;
+        double d;
+        if (v->type == REDIS_REPLY_INTEGER) {
+            jv = json_integer(v->integer);
+        } else if (reply_is_str(v) && is_decimal_field(k) && parse_double(v->str, &d)) {
+            jv = json_real(d);
+        } else if (reply_is_str(v)) {
+            jv = jstr(v->str, v->len);
+        } else {
+            jv = json_null();
+        }
+        /* Field names are ASCII in practice; a name JSON cannot carry is dropped. */
+        char *name = strndup(k->str, k->len);
+        if (name == NULL || json_object_set_new(obj, name, jv) != 0) {
+            free(name);
+            json_decref(obj);
+            return NULL;
+        }
+        free(name);
+    }
+    return obj;
+}
+
+/* Prints doc on stdout, one line, and consumes it. Returns 0 or 1. */
+static int
+print_json(json_t *doc) {
+    int rc = doc != NULL && json_dumpf(doc, stdout, JSON_FLAGS) == 0 ? 0 : 1;
+    json_decref(doc);
+    if (rc != 0) {
+        fprintf(stderr, "%s: cannot format JSON output\n", progname);
+        return 1;
+    }
+    putchar('\n');
+    return 0;
+}
+
+/* ---- tables ---- */
+
+#define TABLE_MAX_COLS 8
+
+/* Rows of strings printed with aligned columns. Cells are copied. */
+typedef struct table {
+    size_t ncols, nrows, cap;
+    char **cells;
+    size_t width[TABLE_MAX_COLS];
+    bool right[TABLE_MAX_COLS]; /* right-aligned (numbers) */
+} table;
+
+static void
+table_init(table *t, size_t ncols) {
+    assert(ncols <= TABLE_MAX_COLS);
+    *t = (table){.ncols = ncols};
+}
+
+static void
+table_free(table *t) {
+    for (size_t i = 0; i < t->nrows * t->ncols; i++) {
+        free(t->cells[i]);
+    }
+    free(t->cells);
+    t->cells = NULL;
+    t->nrows = 0;
+}
+
+/* Appends a row of ncols strings. Returns 0 or -ENOMEM. */
+static int
+table_add(table *t, const char *const *row) {
+    if (t->nrows == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        char **cells = realloc(t->cells, cap * t->ncols * sizeof(*cells));
+        if (cells == NULL) {
+            return -ENOMEM;
+        }
+        t->cells = cells;
+        t->cap = cap;
+    }
+    char **dst = t->cells + t->nrows * t->ncols;
+    for (size_t i = 0; i < t->ncols; i++) {
+        dst[i] = strdup(row[i]);
+        if (dst[i] == NULL) {
+            for (size_t j = 0; j < i; j++) {
+                free(dst[j]);
+            }
+            return -ENOMEM;
+        }
+        size_t w = strlen(row[i]);
+        t->width[i] = w > t->width[i] ? w : t->width[i];
+    }
+    t->nrows++;
+    return 0;
+}
+
+static void
+table_print(const table *t, const char *indent) {
+    for (size_t r = 0; r < t->nrows; r++) {
+        fputs(indent, stdout);
+        for (size_t i = 0; i < t->ncols; i++) {
+            const char *cell = t->cells[r * t->ncols + i];
+            bool last = i + 1 == t->ncols;
+            if (t->right[i]) {
+                printf("%*s", (int)t->width[i], cell);
+            } else {
+                printf("%-*s", last ? 0 : (int)t->width[i], cell);
+            }
+            fputs(last ? "\n" : "  ", stdout);
+        }
+    }
+}
+
+/* ---- usage of the daemon commands ---- */
+
+static void
+usage_lookup(FILE *f) {
+    fprintf(f,
+            "usage: ringctl lookup [--socket PATH] [--json] [--hex] KEY...\n"
+            "\n"
+            "Prints the address of the node each key goes to, one line per key, in order\n"
+            "(LOOKUP for one key, MLOOKUP for several).\n"
+            "\n"
+            "  --socket PATH    the daemon's socket (default $RINGSIDE_SOCKET, else\n"
+            "                   " DEFAULT_SOCKET ")\n"
+            "  --json           [{\"key\":KEY,\"address\":ADDRESS},...] (address null when\n"
+            "                   no node is usable; \"key_hex\" instead of \"key\" for keys that\n"
+            "                   are not UTF-8)\n"
+            "  --hex            keys are hex-encoded (for binary keys)\n");
+}
+
+static void
+usage_route(FILE *f) {
+    fprintf(f,
+            "usage: ringctl route [--socket PATH] [--json] [--hex] KEY\n"
+            "\n"
+            "Shows how the daemon routes a key (ROUTE): ring epoch, key hash (hash tag\n"
+            "applied), the answer LOOKUP gives, and the candidate nodes in ring order with\n"
+            "their health and whether the health policy uses or skips them.\n"
+            "\n"
+            "  --socket PATH    the daemon's socket (default $RINGSIDE_SOCKET, else\n"
+            "                   " DEFAULT_SOCKET ")\n"
+            "  --json           {\"key\",\"epoch\",\"hash\",\"answer\",\"candidates\":[{\"id\",\n"
+            "                   \"address\",\"zone\",\"health\",\"used\"},...]}\n"
+            "  --hex            the key is hex-encoded (for binary keys)\n");
+}
+
+static void
+usage_ring(FILE *f) {
+    fprintf(f, "usage: ringctl ring [--socket PATH] [--json]\n"
+               "\n"
+               "Prints the daemon's ring summary (RING) as 'field: value' lines: name, epoch,\n"
+               "fingerprint, algorithm, hash, replicas, node counts, points, imbalance, panic,\n"
+               "source, Consul index, last change.\n"
+               "\n"
+               "  --socket PATH    the daemon's socket (default $RINGSIDE_SOCKET, else\n"
+               "                   " DEFAULT_SOCKET ")\n"
+               "  --json           one JSON object with the same fields\n");
+}
+
+static void
+usage_nodes(FILE *f) {
+    fprintf(f, "usage: ringctl nodes [--socket PATH] [--json]\n"
+               "\n"
+               "Prints the daemon's nodes (NODES) as a table: id, address, weight, zone,\n"
+               "enabled, health and share of the key space.\n"
+               "\n"
+               "  --socket PATH    the daemon's socket (default $RINGSIDE_SOCKET, else\n"
+               "                   " DEFAULT_SOCKET ")\n"
+               "  --json           a JSON array with one object per node (share as a fraction)\n");
+}
+
+static void
+usage_watch(FILE *f) {
+    fprintf(f,
+            "usage: ringctl watch [--socket PATH] [--json] [--count N] [--timeout SECONDS]\n"
+            "\n"
+            "Subscribes to ring changes (SUBSCRIBE ring) and prints one line per change,\n"
+            "'<time> <epoch> <fingerprint>' (time in UTC, ISO 8601), until interrupted.\n"
+            "\n"
+            "  --socket PATH      the daemon's socket (default $RINGSIDE_SOCKET, else\n"
+            "                     " DEFAULT_SOCKET ")\n"
+            "  --json             one JSON object per line: {\"time\",\"epoch\",\"fingerprint\"}\n"
+            "  --count N          exit 0 after N changes\n"
+            "  --timeout SECONDS  exit 1 when SECONDS pass without a change\n");
+}
+
+static void
+usage_ping(FILE *f) {
+    fprintf(f, "usage: ringctl ping [--socket PATH] [MESSAGE]\n"
+               "\n"
+               "Checks that the daemon answers (PING); prints PONG, or MESSAGE echoed back.\n"
+               "\n"
+               "  --socket PATH    the daemon's socket (default $RINGSIDE_SOCKET, else\n"
+               "                   " DEFAULT_SOCKET ")\n");
+}
+
+static void
+usage_dump(FILE *f) {
+    fprintf(f, "usage: ringctl dump [--socket PATH] [--compact]\n"
+               "\n"
+               "Prints the daemon's DUMP, pretty-printed: the ring parameters, nodes and health,\n"
+               "enough to rebuild the identical ring.\n"
+               "\n"
+               "  --socket PATH    the daemon's socket (default $RINGSIDE_SOCKET, else\n"
+               "                   " DEFAULT_SOCKET ")\n"
+               "  --compact        one line instead of indented JSON\n");
+}
+
+static void
+usage_check_config(FILE *f) {
+    fprintf(f, "usage: ringctl check-config FILE...\n"
+               "\n"
+               "Validates ringside config files without starting anything: parses each one as\n"
+               "the daemon does and, for static membership, builds its ring. Prints 'FILE: ok'\n"
+               "or 'FILE: <error>' (on stderr) per file; exits 1 if any is invalid.\n");
+}
+
+/* ---- daemon commands ---- */
+
+/* Decodes hex into a new NUL-terminated buffer; returns it (caller frees) with *len set, or
+ * NULL for malformed hex. */
+static char *
+hex_decode(const char *hex, size_t *len) {
+    size_t n = strlen(hex);
+    if (n % 2 != 0) {
+        return NULL;
+    }
+    char *out = malloc(n / 2 + 1);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = hexval(hex[i]), lo = hexval(hex[i + 1]);
+        if (hi < 0 || lo < 0) {
+            free(out);
+            return NULL;
+        }
+        out[i / 2] = (char)(hi << 4 | lo);
+    }
+    out[n / 2] = '\0';
+    *len = n / 2;
+    return out;
+}
+
+/* Keys from the command line, as given or hex-decoded, ready for redisCommandArgv after
+ * the command name in argv[0]. */
+typedef struct keyv {
+    const char **argv;
+    size_t *lens;
+    char **decoded; /* owned hex-decoded keys, NULL entries otherwise */
+    size_t n;       /* keys; argv and lens hold n + 1 entries */
+} keyv;
+
+static void
+keyv_free(keyv *k) {
+    for (size_t i = 0; k->decoded != NULL && i < k->n; i++) {
+        free(k->decoded[i]);
+    }
+    free(k->decoded);
+    free(k->argv);
+    free(k->lens);
+    *k = (keyv){0};
+}
+
+/* Returns 0, 1 (out of memory, printed) or EXIT_USAGE (bad hex, printed). */
+static int
+keyv_init(keyv *k, const char *cmd, char **keys, size_t n, bool hex, void (*usage)(FILE *)) {
+    *k = (keyv){.n = n};
+    k->argv = calloc(n + 1, sizeof(*k->argv));
+    k->lens = calloc(n + 1, sizeof(*k->lens));
+    k->decoded = calloc(n + 1, sizeof(*k->decoded));
+    if (k->argv == NULL || k->lens == NULL || k->decoded == NULL) {
+        fprintf(stderr, "%s: out of memory\n", progname);
+        keyv_free(k);
+        return 1;
+    }
+    k->argv[0] = cmd;
+    k->lens[0] = strlen(cmd);
+    for (size_t i = 0; i < n; i++) {
+        if (hex) {
+            k->decoded[i] = hex_decode(keys[i], &k->lens[i + 1]);
+            if (k->decoded[i] == NULL) {
+                int rc = usage_error(usage, "--hex: '%s' is not hex-encoded", keys[i]);
+                keyv_free(k);
+                return rc;
+            }
+            k->argv[i + 1] = k->decoded[i];
+        } else {
+            k->argv[i + 1] = keys[i];
+            k->lens[i + 1] = strlen(keys[i]);
+        }
+    }
+    return 0;
+}
+
+static int
+cmd_lookup(int argc, char **argv, const char *sock) {
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 'S'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {"hex", no_argument, NULL, 'x'},
+        {NULL, 0, NULL, 0},
+    };
+    bool json = false, hex = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'S':
+            sock = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'x':
+            hex = true;
+            break;
+        case 'h':
+            usage_lookup(stdout);
+            return 0;
+        default:
+            usage_lookup(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind == argc) {
+        return usage_error(usage_lookup, "%s", "at least one KEY is required");
+    }
+    size_t nkeys = (size_t)(argc - optind);
+    keyv k;
+    int rc =
+        keyv_init(&k, nkeys == 1 ? "LOOKUP" : "MLOOKUP", argv + optind, nkeys, hex, usage_lookup);
+    if (rc != 0) {
+        return rc;
+    }
+    redisContext *ctx = NULL;
+    redisReply *r = NULL;
+    json_t *doc = NULL;
+    rc = 1;
+    if ((ctx = ctl_connect(sock)) == NULL ||
+        (r = ctl_call(ctx, sock, (int)nkeys + 1, k.argv, k.lens)) == NULL) {
+        goto out;
+    }
+    /* One reply per key: LOOKUP's bulk string, or MLOOKUP's array of them. */
+    const redisReply *const *answers = (const redisReply *const *)&r;
+    if (nkeys > 1) {
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != nkeys) {
+            shape_error("MLOOKUP", "expected an array of %zu addresses", nkeys);
+            goto out;
+        }
+        answers = (const redisReply *const *)r->element;
+    }
+    for (size_t i = 0; i < nkeys; i++) {
+        if (!reply_is_str(answers[i]) && answers[i]->type != REDIS_REPLY_NIL) {
+            shape_error(k.argv[0], "expected an address for key %zu", i + 1);
+            goto out;
+        }
+    }
+    if (json && (doc = json_array()) == NULL) {
+        goto out;
+    }
+    rc = 0;
+    for (size_t i = 0; i < nkeys; i++) {
+        const redisReply *a = answers[i];
+        bool nil = a->type == REDIS_REPLY_NIL;
+        if (nil) {
+            fprintf(stderr, "%s: no usable node for key '%s'\n", progname, argv[optind + (int)i]);
+            rc = 1;
+        }
+        if (json) {
+            json_t *o = json_object();
+            if (o == NULL || json_array_append_new(doc, o) != 0 ||
+                json_set_key(o, k.argv[i + 1], k.lens[i + 1]) != 0 ||
+                json_object_set_new(o, "address", nil ? json_null() : jstr(a->str, a->len)) != 0) {
+                rc = 1;
+                goto out;
+            }
+        } else {
+            printf("%s\n", nil ? "(nil)" : a->str);
+        }
+    }
+    if (json) {
+        rc |= print_json(doc);
+        doc = NULL;
+    }
+out:
+    json_decref(doc);
+    freeReplyObject(r);
+    redisFree(ctx);
+    keyv_free(&k);
+    return rc;
+}
+
+/* One ROUTE candidate: [id, address, zone, health, used|skipped]. */
+static bool
+candidate_ok(const redisReply *c) {
+    if (c->type != REDIS_REPLY_ARRAY || c->elements != 5) {
+        return false;
+    }
+    for (size_t i = 0; i < 5; i++) {
+        if (!reply_is_str(c->element[i])) {
+            return false;
+        }
+    }
+    return reply_str_eq(c->element[4], "used") || reply_str_eq(c->element[4], "skipped");
+}
+
+static int
+cmd_route(int argc, char **argv, const char *sock) {
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 'S'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {"hex", no_argument, NULL, 'x'},
+        {NULL, 0, NULL, 0},
+    };
+    bool json = false, hex = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'S':
+            sock = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'x':
+            hex = true;
+            break;
+        case 'h':
+            usage_route(stdout);
+            return 0;
+        default:
+            usage_route(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1) {
+        return usage_error(usage_route, "%s", "expected exactly one KEY");
+    }
+    keyv k;
+    int rc = keyv_init(&k, "ROUTE", argv + optind, 1, hex, usage_route);
+    if (rc != 0) {
+        return rc;
+    }
+    redisContext *ctx = NULL;
+    redisReply *r = NULL;
+    json_t *doc = NULL;
+    table t;
+    table_init(&t, 5);
+    rc = 1;
+    if ((ctx = ctl_connect(sock)) == NULL || (r = ctl_call(ctx, sock, 2, k.argv, k.lens)) == NULL) {
+        goto out;
+    }
+    long long epoch, hash;
+    const redisReply *answer, *cands;
+    if (!pairs_ok(r) || !pairs_int(r, "epoch", &epoch) || !pairs_int(r, "hash", &hash) ||
+        (answer = pairs_get(r, "answer")) == NULL ||
+        (!reply_is_str(answer) && answer->type != REDIS_REPLY_NIL) ||
+        (cands = pairs_get(r, "candidates")) == NULL || cands->type != REDIS_REPLY_ARRAY) {
+        shape_error("ROUTE", "%s", "expected epoch, hash, answer and candidates fields");
+        goto out;
+    }
+    for (size_t i = 0; i < cands->elements; i++) {
+        if (!candidate_ok(cands->element[i])) {
+            shape_error("ROUTE", "candidate %zu is not [id, address, zone, health, used|skipped]",
+                        i + 1);
+            goto out;
+        }
+    }
+    bool nil = answer->type == REDIS_REPLY_NIL;
+    if (json) {
+        json_t *list = NULL;
+        int e = (doc = json_object()) == NULL || (list = json_array()) == NULL;
+        e = e || json_set_key(doc, k.argv[1], k.lens[1]) != 0;
+        e = e || json_object_set_new(doc, "epoch", json_integer(epoch)) != 0;
+        e = e || json_object_set_new(doc, "hash", json_integer(hash)) != 0;
+        e = e || json_object_set_new(doc, "answer",
+                                     nil ? json_null() : jstr(answer->str, answer->len)) != 0;
+        for (size_t i = 0; !e && i < cands->elements; i++) {
+            redisReply **f = cands->element[i]->element;
+            e = json_array_append_new(list, json_pack("{s:o, s:o, s:o, s:o, s:b}", "id",
+                                                      jstr(f[0]->str, f[0]->len), "address",
+                                                      jstr(f[1]->str, f[1]->len), "zone",
+                                                      jstr(f[2]->str, f[2]->len), "health",
+                                                      jstr(f[3]->str, f[3]->len), "used",
+                                                      reply_str_eq(f[4], "used"))) != 0;
+        }
+        if (e) {
+            json_decref(list);
+            list = NULL;
+        }
+        /* set_new consumes list even when it fails. */
+        if (list == NULL || json_object_set_new(doc, "candidates", list) != 0) {
+            fprintf(stderr, "%s: out of memory\n", progname);
+            goto out;
+        }
+        rc = print_json(doc);
+        doc = NULL;
+        goto out;
+    }
+    printf("key:         %s\n", argv[optind]);
+    printf("epoch:       %lld\n", epoch);
+    printf("hash:        %lld\n", hash);
+    printf("answer:      %s\n", nil ? "(none: no usable node)" : answer->str);
+    printf("candidates:  %zu\n", cands->elements);
+    const char *head[] = {"id", "address", "zone", "health", "route"};
+    if (table_add(&t, head) != 0) {
+        goto out;
+    }
+    for (size_t i = 0; i < cands->elements; i++) {
+        redisReply **f = cands->element[i]->element;
+        const char *row[] = {f[0]->str, f[1]->str, f[2]->len ? f[2]->str : "-", f[3]->str,
+                             f[4]->str};
+        if (table_add(&t, row) != 0) {
+            goto out;
+        }
+    }
+    table_print(&t, "  ");
+    rc = 0;
+out:
+    table_free(&t);
+    json_decref(doc);
+    freeReplyObject(r);
+    redisFree(ctx);
+    keyv_free(&k);
+    return rc;
+}
+
+/* "1717000000 (2024-05-29 16:26:40 UTC)", or "0 (never)". */
+static void
+format_unix_time(long long t, char *out, size_t cap) {
+    struct tm tm;
+    time_t tt = (time_t)t;
+    char when[32];
+    if (t <= 0 || gmtime_r(&tt, &tm) == NULL ||
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0) {
+        snprintf(out, cap, "%lld%s", t, t == 0 ? " (never)" : "");
+        return;
+    }
+    snprintf(out, cap, "%lld (%s)", t, when);
+}
+
+static int
+cmd_ring(int argc, char **argv, const char *sock) {
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 'S'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    bool json = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'S':
+            sock = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'h':
+            usage_ring(stdout);
+            return 0;
+        default:
+            usage_ring(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        return usage_error(usage_ring, "unexpected argument '%s'", argv[optind]);
+    }
+    const char *cmd[] = {"RING"};
+    redisContext *ctx = NULL;
+    redisReply *r = NULL;
+    int rc = 1;
+    if ((ctx = ctl_connect(sock)) == NULL || (r = ctl_call(ctx, sock, 1, cmd, NULL)) == NULL) {
+        goto out;
+    }
+    if (!pairs_ok(r) || r->elements == 0) {
+        shape_error("RING", "%s", "expected a field/value array");
+        goto out;
+    }
+    if (json) {
+        rc = print_json(pairs_to_json(r));
+        goto out;
+    }
+    /* Every field the daemon sends, in its order: newer daemons may add some. */
+    size_t width = 0;
+    for (size_t i = 0; i < r->elements; i += 2) {
+        width = r->element[i]->len > width ? r->element[i]->len : width;
+    }
+    for (size_t i = 0; i < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *v = r->element[i + 1];
+        char buf[64];
+        const char *val = "";
+        if (v->type == REDIS_REPLY_INTEGER && reply_str_eq(k, "last_change")) {
+            format_unix_time(v->integer, buf, sizeof(buf));
+            val = buf;
+        } else if (v->type == REDIS_REPLY_INTEGER) {
+            snprintf(buf, sizeof(buf), "%lld", v->integer);
+            val = buf;
+        } else if (reply_is_str(v)) {
+            val = v->len > 0 ? v->str : "-";
+        } else if (v->type == REDIS_REPLY_NIL) {
+            val = "(nil)";
+        } else {
+            shape_error("RING", "field '%s' has an unexpected type", k->str);
+            goto out;
+        }
+        printf("%s:%*s %s\n", k->str, (int)(width - k->len), "", val);
+    }
+    rc = 0;
+out:
+    freeReplyObject(r);
+    redisFree(ctx);
+    return rc;
+}
+
+static int
+cmd_nodes(int argc, char **argv, const char *sock) {
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 'S'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    bool json = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'S':
+            sock = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'h':
+            usage_nodes(stdout);
+            return 0;
+        default:
+            usage_nodes(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        return usage_error(usage_nodes, "unexpected argument '%s'", argv[optind]);
+    }
+    const char *cmd[] = {"NODES"};
+    redisContext *ctx = NULL;
+    redisReply *r = NULL;
+    json_t *doc = NULL;
+    table t;
+    table_init(&t, 7);
+    t.right[2] = t.right[6] = true;
+    int rc = 1;
+    if ((ctx = ctl_connect(sock)) == NULL || (r = ctl_call(ctx, sock, 1, cmd, NULL)) == NULL) {
+        goto out;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        shape_error("NODES", "%s", "expected an array of nodes");
+        goto out;
+    }
+    const char *head[] = {"id", "address", "weight", "zone", "enabled", "health", "share"};
+    if ((json && (doc = json_array()) == NULL) || (!json && table_add(&t, head) != 0)) {
+        goto out;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *n = r->element[i];
+        const char *id, *address, *zone, *health, *share;
+        long long weight, enabled;
+        double frac;
+        if (!pairs_ok(n) || (id = pairs_str(n, "id")) == NULL ||
+            (address = pairs_str(n, "address")) == NULL || !pairs_int(n, "weight", &weight) ||
+            (zone = pairs_str(n, "zone")) == NULL || !pairs_int(n, "enabled", &enabled) ||
+            (health = pairs_str(n, "health")) == NULL || (share = pairs_str(n, "share")) == NULL ||
+            !parse_double(share, &frac)) {
+            shape_error("NODES",
+                        "node %zu lacks one of id, address, weight, zone, enabled, health, share",
+                        i + 1);
+            goto out;
+        }
+        if (json) {
+            if (json_array_append_new(doc, pairs_to_json(n)) != 0) {
+                goto out;
+            }
+            continue;
+        }
+        char wbuf[24], sbuf[32];
+        snprintf(wbuf, sizeof(wbuf), "%lld", weight);
+        snprintf(sbuf, sizeof(sbuf), "%.2f%%", frac * 100);
+        const char *row[] = {id,     address, wbuf, zone[0] ? zone : "-", enabled ? "yes" : "no",
+                             health, sbuf};
+        if (table_add(&t, row) != 0) {
+            goto out;
+        }
+    }
+    if (json) {
+        rc = print_json(doc);
+        doc = NULL;
+    } else {
+        table_print(&t, "");
+        rc = 0;
+    }
+out:
+    table_free(&t);
+    json_decref(doc);
+    freeReplyObject(r);
+    redisFree(ctx);
+    return rc;
+}
+
+/* "2024-05-29T16:26:40.123Z", the current time in UTC. */
+static void
+format_now(char *out, size_t cap) {
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    size_t n = 0;
+    if (gmtime_r(&ts.tv_sec, &tm) == NULL ||
+        (n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm)) == 0) {
+        snprintf(out, cap, "%lld", (long long)ts.tv_sec);
+        return;
+    }
+    snprintf(out + n, cap - n, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
+}
+
+/* Prints one ring-change push (["message","ring","<epoch> <fingerprint>"]). Returns 0, or
+ * 1 for an unexpected shape (printed). */
+static int
+watch_print(const redisReply *m, bool json) {
+    if (m->type != REDIS_REPLY_ARRAY || m->elements != 3 ||
+        !reply_str_eq(m->element[0], "message") || !reply_str_eq(m->element[1], "ring") ||
+        !reply_is_str(m->element[2])) {
+        return shape_error("SUBSCRIBE", "%s",
+                           "expected [\"message\", \"ring\", \"<epoch> <fingerprint>\"]");
+    }
+    const char *payload = m->element[2]->str;
+    char *end;
+    errno = 0;
+    unsigned long long epoch = strtoull(payload, &end, 10);
+    if (errno != 0 || end == payload || payload[0] == '-' || *end != ' ' || end[1] == '\0' ||
+        strchr(end + 1, ' ') != NULL) {
+        return shape_error("SUBSCRIBE", "message '%s' is not '<epoch> <fingerprint>'", payload);
+    }
+    const char *fp = end + 1;
+    char now[40];
+    format_now(now, sizeof(now));
+    if (json) {
+        /* "-" is the daemon's fingerprint when it has no ring. */
+        json_t *o =
+            json_pack("{s:s, s:I, s:o}", "time", now, "epoch", (json_int_t)epoch, "fingerprint",
+                      strcmp(fp, "-") == 0 ? json_null() : jstr(fp, strlen(fp)));
+        if (print_json(o) != 0) {
+            return 1;
+        }
+    } else {
+        printf("%s %llu %s\n", now, epoch, fp);
+    }
+    fflush(stdout);
+    return 0;
+}
+
+static int
+cmd_watch(int argc, char **argv, const char *sock) {
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 'S'},  {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},          {"count", required_argument, NULL, 'c'},
+        {"timeout", required_argument, NULL, 't'}, {NULL, 0, NULL, 0},
+    };
+    bool json = false;
+    uint32_t count = 0; /* 0: forever */
+    double timeout = 0; /* seconds; 0: none */
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'S':
+            sock = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'c':
+            if (parse_u32(optarg, 1, UINT32_MAX, &count) != 0) {
+                return usage_error(usage_watch, "--count: expected a positive number, got '%s'",
+                                   optarg);
+            }
+            break;
+        case 't':
+            if (!parse_double(optarg, &timeout) || timeout <= 0 || timeout > 86400 * 365) {
+                return usage_error(usage_watch,
+                                   "--timeout: expected a positive number of seconds, got '%s'",
+                                   optarg);
+            }
+            break;
+        case 'h':
+            usage_watch(stdout);
+            return 0;
+        default:
+            usage_watch(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        return usage_error(usage_watch, "unexpected argument '%s'", argv[optind]);
+    }
+    const char *cmd[] = {"SUBSCRIBE", "ring"};
+    redisContext *ctx = NULL;
+    redisReply *r = NULL;
+    int rc = 1;
+    if ((ctx = ctl_connect(sock)) == NULL || (r = ctl_call(ctx, sock, 2, cmd, NULL)) == NULL) {
+        goto out;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        !reply_str_eq(r->element[0], "subscribe") || !reply_str_eq(r->element[1], "ring") ||
+        r->element[2]->type != REDIS_REPLY_INTEGER) {
+        shape_error("SUBSCRIBE", "%s", "expected [\"subscribe\", \"ring\", 1]");
+        goto out;
+    }
+    freeReplyObject(r);
+    r = NULL;
+    /* The connect timeout bounded the SUBSCRIBE reply; changes may be hours apart. */
+    struct timeval tv = {0};
+    if (timeout > 0) {
+        tv.tv_sec = (time_t)timeout;
+        tv.tv_usec = (suseconds_t)((timeout - (double)tv.tv_sec) * 1e6);
+        if (tv.tv_sec == 0 && tv.tv_usec == 0) {
+            tv.tv_usec = 1;
+        }
+    }
+    if (redisSetTimeout(ctx, tv) != REDIS_OK) {
+        fprintf(stderr, "%s: %s: %s\n", progname, sock, ctx->errstr);
+        goto out;
+    }
+    for (uint32_t seen = 0; count == 0 || seen < count; seen++) {
+        void *reply = NULL;
+        errno = 0;
+        if (redisGetReply(ctx, &reply) != REDIS_OK || reply == NULL) {
+            int saved = errno;
+#ifdef REDIS_ERR_TIMEOUT
+            bool timed_out = ctx->err == REDIS_ERR_TIMEOUT;
+#else
+            bool timed_out = false;
+#endif
+            timed_out |= ctx->err == REDIS_ERR_IO && (saved == EAGAIN || saved == EWOULDBLOCK);
+            if (timed_out) {
+                fprintf(stderr, "%s: no ring change within %gs\n", progname, timeout);
+            } else if (ctx->err == REDIS_ERR_EOF) {
+                fprintf(stderr, "%s: %s: ringside closed the connection\n", progname, sock);
+            } else {
+                fprintf(stderr, "%s: %s: %s\n", progname, sock, ctx->errstr);
+            }
+            goto out;
+        }
+        r = reply;
+        if (r->type == REDIS_REPLY_ERROR) {
+            fprintf(stderr, "%s: %.*s\n", progname, (int)r->len, r->str);
+            goto out;
+        }
+        if (watch_print(r, json) != 0) {
+            goto out;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    }
+    rc = 0;
+out:
+    freeReplyObject(r);
+    redisFree(ctx);
+    return rc;
+}
+
+static int
+cmd_ping(int argc, char **argv, const char *sock) {
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'S':
+            sock = optarg;
+            break;
+        case 'h':
+            usage_ping(stdout);
+            return 0;
+        default:
+            usage_ping(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - optind > 1) {
+        return usage_error(usage_ping, "unexpected argument '%s'", argv[optind + 1]);
+    }
+    const char *cmd[] = {"PING", optind < argc ? argv[optind] : NULL};
+    redisContext *ctx = NULL;
+    redisReply *r = NULL;
+    int rc = 1;
+    if ((ctx = ctl_connect(sock)) == NULL ||
+        (r = ctl_call(ctx, sock, optind < argc ? 2 : 1, cmd, NULL)) == NULL) {
+        goto out;
+    }
+    if (!reply_is_str(r)) {
+        shape_error("PING", "%s", "expected PONG or the message");
+        goto out;
+    }
+    fwrite(r->str, 1, r->len, stdout);
+    putchar('\n');
+    rc = 0;
+out:
+    freeReplyObject(r);
+    redisFree(ctx);
+    return rc;
+}
+
+static int
+cmd_dump(int argc, char **argv, const char *sock) {
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 'S'}, {"compact", no_argument, NULL, 'C'},
+        {"json", no_argument, NULL, 'j'}, /* accepted for symmetry: the output is JSON */
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    size_t flags = JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10);
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'S':
+            sock = optarg;
+            break;
+        case 'C':
+            flags = JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10);
+            break;
+        case 'j':
+            break;
+        case 'h':
+            usage_dump(stdout);
+            return 0;
+        default:
+            usage_dump(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        return usage_error(usage_dump, "unexpected argument '%s'", argv[optind]);
+    }
+    const char *cmd[] = {"DUMP"};
+    redisContext *ctx = NULL;
+    redisReply *r = NULL;
+    json_t *doc = NULL;
+    int rc = 1;
+    if ((ctx = ctl_connect(sock)) == NULL || (r = ctl_call(ctx, sock, 1, cmd, NULL)) == NULL) {
+        goto out;
+    }
+    json_error_t jerr;
+    if (r->type != REDIS_REPLY_STRING ||
+        (doc = json_loadb(r->str, r->len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+        shape_error("DUMP", "expected a JSON document%s%s",
+                    r->type == REDIS_REPLY_STRING ? ": " : "",
+                    r->type == REDIS_REPLY_STRING ? jerr.text : "");
+        goto out;
+    }
+    if (json_dumpf(doc, stdout, flags) != 0) {
+        fprintf(stderr, "%s: cannot format JSON output\n", progname);
+        goto out;
+    }
+    putchar('\n');
+    rc = 0;
+out:
+    json_decref(doc);
+    freeReplyObject(r);
+    redisFree(ctx);
+    return rc;
+}
+
+/* ---- check-config ---- */
+
+/* Reads a whole regular file of at most max bytes into a NUL-terminated buffer. */
+static int
+read_file(const char *path, size_t max, char **out, size_t *len, rs_error *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err->msg, sizeof(err->msg), "%s", strerror(errno));
+        return -errno;
+    }
+    char *buf = malloc(max + 1);
+    if (buf == NULL) {
+        fclose(f);
+        snprintf(err->msg, sizeof(err->msg), "out of memory");
+        return -ENOMEM;
+    }
+    /* Reading one byte past the limit tells "too large" from "exactly at the limit". */
+    errno = 0;
+    size_t got = fread(buf, 1, max + 1, f);
+    int failed = ferror(f) ? (errno != 0 ? errno : EIO) : 0;
+    fclose(f);
+    if (failed) {
+        free(buf);
+        snprintf(err->msg, sizeof(err->msg), "%s", strerror(failed));
+        return -failed;
+    }
+    if (got > max) {
+        free(buf);
+        snprintf(err->msg, sizeof(err->msg), "larger than %zu bytes", max);
+        return -EFBIG;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+/* Parses one config file and, for static membership, builds its ring. Returns 0 or 1. */
+static int
+check_one_config(const char *path) {
+    char *text = NULL;
+    size_t len = 0;
+    rs_error err = {{0}};
+    rs_config cfg;
+    rs_node *nodes = NULL;
+    rs_ring *ring = NULL;
+    rs_config_init(&cfg);
+    int rc = read_file(path, (size_t)RS_CONFIG_MAX_BYTES, &text, &len, &err);
+    if (rc == 0) {
+        rc = rs_config_parse(text, len, &cfg, &err);
+    }
+    if (rc == 0 && cfg.source == RS_SOURCE_STATIC && cfg.n_nodes > 0) {
+        /* The daemon builds this ring at start; a node set the parser accepts can still
+         * fail as a whole (too many points). */
+        nodes = calloc(cfg.n_nodes, sizeof(*nodes));
+        if (nodes == NULL) {
+            snprintf(err.msg, sizeof(err.msg), "out of memory");
+            rc = -ENOMEM;
+        } else {
+            for (size_t i = 0; i < cfg.n_nodes; i++) {
+                nodes[i] = cfg.nodes[i].node;
+            }
+            rc = rs_ring_build(&cfg.params, nodes, cfg.n_nodes, &ring, &err);
+        }
+    }
+    if (rc != 0) {
+        fprintf(stderr, "%s: %s\n", path, err.msg[0] ? err.msg : strerror(-rc));
+    } else {
+        printf("%s: ok\n", path);
+    }
+    rs_ring_unref(ring);
+    free(nodes);
+    rs_config_free(&cfg);
+    free(text);
+    return rc == 0 ? 0 : 1;
+}
+
+static int
+cmd_check_config(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            usage_check_config(stdout);
+            return 0;
+        default:
+            usage_check_config(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind == argc) {
+        return usage_error(usage_check_config, "%s", "expected a FILE");
+    }
+    int rc = 0;
+    for (int i = optind; i < argc; i++) {
+        rc |= check_one_config(argv[i]);
+    }
+    return rc;
+}
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv, const char *sock); /* NULL: offline */
+    int (*run_offline)(int argc, char **argv);
+} command;
+
+static const command commands[] = {
+    {"lookup", cmd_lookup, NULL}, {"route", cmd_route, NULL},
+    {"ring", cmd_ring, NULL},     {"nodes", cmd_nodes, NULL},
+    {"watch", cmd_watch, NULL},   {"ping", cmd_ping, NULL},
+    {"dump", cmd_dump, NULL},     {"simulate", NULL, cmd_simulate},
+    {"place", NULL, cmd_place},   {"check-config", NULL, cmd_check_config},
+};
+
 int
 main(int argc, char **argv) {
-    if (argc < 2) {
-        usage_main(stderr);
-        return EXIT_USAGE;
+    const char *sock = default_socket();
+    int i = 1;
+    /* Global options, up to the command name. */
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage_main(stdout);
+            return 0;
+        }
+        if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
+            printf("ringctl %s\n", RINGSIDE_VERSION);
+            return 0;
+        }
+        if (strcmp(a, "--socket") == 0) {
+            if (i + 1 == argc) {
+                return usage_error(usage_main, "%s", "--socket requires a PATH");
+            }
+            sock = argv[++i];
+        } else if (strncmp(a, "--socket=", 9) == 0) {
+            sock = a + 9;
+        } else {
+            return usage_error(usage_main, "unknown option '%s'", a);
+        }
     }
-    const char *cmd = argv[1];
-    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+    if (i == argc) {
+        return usage_error(usage_main, "%s", "missing COMMAND");
+    }
+    const char *name = argv[i];
+    if (strcmp(name, "help") == 0) {
         usage_main(stdout);
         return 0;
     }
-    if (strcmp(cmd, "simulate") == 0) {
-        return cmd_simulate(argc - 1, argv + 1);
+    for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
+        if (strcmp(name, commands[c].name) == 0) {
+            return commands[c].run != NULL ? commands[c].run(argc - i, argv + i, sock)
+                                           : commands[c].run_offline(argc - i, argv + i);
+        }
     }
-    if (strcmp(cmd, "place") == 0) {
-        return cmd_place(argc - 1, argv + 1);
-    }
-    fprintf(stderr, "%s: unknown command '%s'\n", progname, cmd);
-    usage_main(stderr);
-    return EXIT_USAGE;
+    return usage_error(usage_main, "unknown command '%s'", name);
 }
