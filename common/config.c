@@ -1,6 +1,7 @@
 /* Strict JSON configuration parser (SPEC §10): every key known, every type and range
  * checked, every error naming its JSON path. Pure: a buffer in, a struct out. */
 #include "rs_config.h"
+#include "rs_error.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -23,18 +24,6 @@
 #define KIB 1024u
 #define MIB (1024u * KIB)
 #define GIB (1024u * MIB)
-
-static int fail(rs_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-fail(rs_error *err, int code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-    return code;
-}
 
 /* ---- describing values in messages ------------------------------------------------ */
 
@@ -208,7 +197,7 @@ static int
 check_object(const json_t *v, const char *path, const char *const *keys, rs_error *err) {
     char d[DESCRIBE_CAP];
     if (!json_is_object(v)) {
-        return fail(err, -EINVAL, "%s: must be an object, got %s", path, describe(d, v));
+        return rs_error_set(err, -EINVAL, "%s: must be an object, got %s", path, describe(d, v));
     }
     const char *key;
     const json_t *val;
@@ -220,7 +209,7 @@ check_object(const json_t *v, const char *path, const char *const *keys, rs_erro
         if (!known) {
             char p[PATH_MAX_LEN];
             join_path(p, path, key);
-            return fail(err, -EINVAL, "%s: unknown key", p);
+            return rs_error_set(err, -EINVAL, "%s: unknown key", p);
         }
     }
     return 0;
@@ -231,12 +220,12 @@ static int
 get_str(const json_t *v, const char *path, const char **s, size_t *len, rs_error *err) {
     char d[DESCRIBE_CAP];
     if (!json_is_string(v)) {
-        return fail(err, -EINVAL, "%s: must be a string, got %s", path, describe(d, v));
+        return rs_error_set(err, -EINVAL, "%s: must be a string, got %s", path, describe(d, v));
     }
     *s = json_string_value(v);
     *len = json_string_length(v);
     if (memchr(*s, '\0', *len) != NULL) {
-        return fail(err, -EINVAL, "%s: must not contain NUL bytes", path);
+        return rs_error_set(err, -EINVAL, "%s: must not contain NUL bytes", path);
     }
     return 0;
 }
@@ -245,7 +234,7 @@ get_str(const json_t *v, const char *path, const char **s, size_t *len, rs_error
 static int
 copy_str(const char *path, const char *s, size_t len, char *buf, size_t cap, rs_error *err) {
     if (len >= cap) {
-        return fail(err, -EINVAL, "%s: too long (%zu bytes, max %zu)", path, len, cap - 1);
+        return rs_error_set(err, -EINVAL, "%s: too long (%zu bytes, max %zu)", path, len, cap - 1);
     }
     memcpy(buf, s, len);
     buf[len] = '\0';
@@ -262,10 +251,11 @@ get_path(const json_t *v, const char *path, bool required, char *buf, size_t cap
         return -EINVAL;
     }
     if (len == 0 && required) {
-        return fail(err, -EINVAL, "%s: must not be empty", path);
+        return rs_error_set(err, -EINVAL, "%s: must not be empty", path);
     }
     if (len > 0 && s[0] != '/') {
-        return fail(err, -EINVAL, "%s: must be an absolute path, got %s", path, quote(q, s, len));
+        return rs_error_set(err, -EINVAL, "%s: must be an absolute path, got %s", path,
+                            quote(q, s, len));
     }
     return copy_str(path, s, len, buf, cap, err);
 }
@@ -281,15 +271,16 @@ get_u32(const json_t *v, const char *path, uint32_t min, uint32_t max, uint32_t 
             return 0;
         }
     }
-    return fail(err, -EINVAL, "%s: must be an integer between %u and %u, got %s", path, min, max,
-                describe(d, v));
+    return rs_error_set(err, -EINVAL, "%s: must be an integer between %u and %u, got %s", path, min,
+                        max, describe(d, v));
 }
 
 static int
 get_bool(const json_t *v, const char *path, bool *out, rs_error *err) {
     char d[DESCRIBE_CAP];
     if (!json_is_boolean(v)) {
-        return fail(err, -EINVAL, "%s: must be true or false, got %s", path, describe(d, v));
+        return rs_error_set(err, -EINVAL, "%s: must be true or false, got %s", path,
+                            describe(d, v));
     }
     *out = json_is_true(v);
     return 0;
@@ -306,8 +297,8 @@ get_fraction(const json_t *v, const char *path, bool open_zero, double *out, rs_
             return 0;
         }
     }
-    return fail(err, -EINVAL, "%s: must be a number %s and at most 1, got %s", path,
-                open_zero ? "greater than 0" : "at least 0", describe(d, v));
+    return rs_error_set(err, -EINVAL, "%s: must be a number %s and at most 1, got %s", path,
+                        open_zero ? "greater than 0" : "at least 0", describe(d, v));
 }
 
 /* A duration string within [min, max] ms, or "0" when zero_ok. */
@@ -318,17 +309,18 @@ get_duration(const json_t *v, const char *path, uint64_t min, uint64_t max, bool
     uint64_t ms;
     if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
         rs_duration_parse(json_string_value(v), &ms) != 0) {
-        return fail(err, -EINVAL,
-                    "%s: must be a duration like \"5s\" or \"250ms\" (units ms, s, m, h), got %s",
-                    path, describe(d, v));
+        return rs_error_set(
+            err, -EINVAL,
+            "%s: must be a duration like \"5s\" or \"250ms\" (units ms, s, m, h), got %s", path,
+            describe(d, v));
     }
     if ((ms == 0 && zero_ok) || (ms >= min && ms <= max)) {
         *out = ms;
         return 0;
     }
-    return fail(err, -EINVAL, "%s: must be %sbetween %s and %s", path,
-                zero_ok ? "0 (never) or " : "", format_duration(lo, sizeof(lo), min),
-                format_duration(hi, sizeof(hi), max));
+    return rs_error_set(err, -EINVAL, "%s: must be %sbetween %s and %s", path,
+                        zero_ok ? "0 (never) or " : "", format_duration(lo, sizeof(lo), min),
+                        format_duration(hi, sizeof(hi), max));
 }
 
 /* "unknown <noun> "x" (expected a, b, c)". */
@@ -345,8 +337,8 @@ unknown_name(const char *path, const char *noun, const char *s, size_t len,
         }
         o += (size_t)w;
     }
-    return fail(err, -EINVAL, "%s: unknown %s %s (expected %s)", path, noun, quote(q, s, len),
-                list);
+    return rs_error_set(err, -EINVAL, "%s: unknown %s %s (expected %s)", path, noun,
+                        quote(q, s, len), list);
 }
 
 /* One of names[0..n); *out gets its index. */
@@ -385,9 +377,10 @@ parse_ring(const json_t *obj, rs_config *c, rs_error *err) {
             return -EINVAL;
         }
         if (len < 1 || len >= sizeof(c->ring_name) || !all_name_chars(s, len)) {
-            return fail(err, -EINVAL,
-                        "ring.name: must be 1 to 63 characters from A-Z a-z 0-9 _ . -, got %s",
-                        quote(q, s, len));
+            return rs_error_set(
+                err, -EINVAL,
+                "ring.name: must be 1 to 63 characters from A-Z a-z 0-9 _ . -, got %s",
+                quote(q, s, len));
         }
         memcpy(c->ring_name, s, len + 1);
     }
@@ -424,9 +417,10 @@ parse_ring(const json_t *obj, rs_config *c, rs_error *err) {
             return -EINVAL;
         }
         if ((len != 0 && len != 2) || !all_ascii_graphic(s, len)) {
-            return fail(err, -EINVAL,
-                        "ring.hash_tag: must be \"\" or two ASCII characters like \"{}\", got %s",
-                        quote(q, s, len));
+            return rs_error_set(
+                err, -EINVAL,
+                "ring.hash_tag: must be \"\" or two ASCII characters like \"{}\", got %s",
+                quote(q, s, len));
         }
         memcpy(c->params.hash_tag, s, len + 1);
     }
@@ -437,11 +431,12 @@ static int
 get_ids(const json_t *v, const char *path, uint32_t *ids, size_t *n, rs_error *err) {
     char d[DESCRIBE_CAP], p[PATH_MAX_LEN];
     if (!json_is_array(v)) {
-        return fail(err, -EINVAL, "%s: must be an array of integers, got %s", path, describe(d, v));
+        return rs_error_set(err, -EINVAL, "%s: must be an array of integers, got %s", path,
+                            describe(d, v));
     }
     if (json_array_size(v) > RS_CONFIG_MAX_IDS) {
-        return fail(err, -EINVAL, "%s: too many entries (%zu, max %d)", path, json_array_size(v),
-                    RS_CONFIG_MAX_IDS);
+        return rs_error_set(err, -EINVAL, "%s: too many entries (%zu, max %d)", path,
+                            json_array_size(v), RS_CONFIG_MAX_IDS);
     }
     for (size_t i = 0; i < json_array_size(v); i++) {
         snprintf(p, sizeof(p), "%s[%zu]", path, i);
@@ -491,8 +486,9 @@ parse_listen(const json_t *obj, rs_config *c, rs_error *err) {
             mode = mode * 8 + (uint32_t)(ch - '0');
         }
         if (!ok || mode > 0777) {
-            return fail(err, -EINVAL, "listen.mode: must be an octal string like \"0660\", got %s",
-                        describe(d, v));
+            return rs_error_set(err, -EINVAL,
+                                "listen.mode: must be an octal string like \"0660\", got %s",
+                                describe(d, v));
         }
         c->socket_mode = mode;
     }
@@ -501,9 +497,9 @@ parse_listen(const json_t *obj, rs_config *c, rs_error *err) {
             return -EINVAL;
         }
         if (!all_graphic(s, len) || memchr(s, ':', len) != NULL) {
-            return fail(err, -EINVAL,
-                        "listen.group: must be a group name without spaces or ':', got %s",
-                        quote(q, s, len));
+            return rs_error_set(err, -EINVAL,
+                                "listen.group: must be a group name without spaces or ':', got %s",
+                                quote(q, s, len));
         }
         if (copy_str("listen.group", s, len, c->socket_group, sizeof(c->socket_group), err) != 0) {
             return -EINVAL;
@@ -568,9 +564,9 @@ parse_http(const json_t *obj, rs_config *c, rs_error *err) {
         }
         /* rs_node_default_id accepts exactly the host:port forms a node address may take. */
         if (!all_graphic(s, len) || rs_node_default_id(s, host, sizeof(host)) != 0) {
-            return fail(err, -EINVAL,
-                        "http.address: must be host:port like \"127.0.0.1:9317\", got %s",
-                        quote(q, s, len));
+            return rs_error_set(err, -EINVAL,
+                                "http.address: must be host:port like \"127.0.0.1:9317\", got %s",
+                                quote(q, s, len));
         }
     }
     return 0;
@@ -588,10 +584,11 @@ get_consul_address(const json_t *v, const char *path, char *buf, size_t cap, rs_
     size_t scheme = strncmp(s, "http://", 7) == 0 ? 7 : strncmp(s, "https://", 8) == 0 ? 8 : 0;
     if (scheme == 0 || len == scheme || !all_graphic(s, len) ||
         memchr(s + scheme, '/', len > scheme ? len - scheme : 0) != NULL) {
-        return fail(err, -EINVAL,
-                    "%s: must be a URL like \"http://127.0.0.1:8500\" (http or https, no path), "
-                    "got %s",
-                    path, quote(q, s, len));
+        return rs_error_set(
+            err, -EINVAL,
+            "%s: must be a URL like \"http://127.0.0.1:8500\" (http or https, no path), "
+            "got %s",
+            path, quote(q, s, len));
     }
     return copy_str(path, s, len, buf, cap, err);
 }
@@ -606,8 +603,9 @@ get_service(const json_t *v, const char *path, char *buf, size_t cap, rs_error *
         return -EINVAL;
     }
     if (!all_name_chars(s, len)) {
-        return fail(err, -EINVAL, "%s: must be a service name from A-Z a-z 0-9 _ . -, got %s", path,
-                    quote(q, s, len));
+        return rs_error_set(err, -EINVAL,
+                            "%s: must be a service name from A-Z a-z 0-9 _ . -, got %s", path,
+                            quote(q, s, len));
     }
     return copy_str(path, s, len, buf, cap, err);
 }
@@ -641,10 +639,11 @@ parse_consul(const json_t *obj, rs_config *c, bool *kv_prefix_set, rs_error *err
         }
         if (len == 0 || s[0] == '/' || s[len - 1] == '/' || !all_graphic(s, len) ||
             strpbrk(s, "?#%") != NULL) {
-            return fail(err, -EINVAL,
-                        "membership.consul.kv_prefix: must be a KV path like "
-                        "\"ringside/sessions\" (no leading '/', spaces, '?', '#' or '%%'), got %s",
-                        quote(q, json_string_value(v), json_string_length(v)));
+            return rs_error_set(
+                err, -EINVAL,
+                "membership.consul.kv_prefix: must be a KV path like "
+                "\"ringside/sessions\" (no leading '/', spaces, '?', '#' or '%%'), got %s",
+                quote(q, json_string_value(v), json_string_length(v)));
         }
         if (copy_str("membership.consul.kv_prefix", s, len, c->consul.kv_prefix,
                      sizeof(c->consul.kv_prefix), err) != 0) {
@@ -735,7 +734,7 @@ read_node(const json_t *obj, size_t i, rs_config_node *out, char *idbuf, rs_erro
     }
     join_path(p, path, "address");
     if ((v = json_object_get(obj, "address")) == NULL) {
-        return fail(err, -EINVAL, "%s: required", p);
+        return rs_error_set(err, -EINVAL, "%s: required", p);
     }
     if (get_str(v, p, &out->node.address, &len, err) != 0) {
         return -EINVAL;
@@ -770,14 +769,14 @@ read_node(const json_t *obj, size_t i, rs_config_node *out, char *idbuf, rs_erro
     rs_error nerr;
     out->node.id = id != NULL ? id : "-";
     if (rs_node_validate(&out->node, &nerr) != 0) {
-        return fail(err, -EINVAL, "%s: %s", path, nerr.msg);
+        return rs_error_set(err, -EINVAL, "%s: %s", path, nerr.msg);
     }
     if (id == NULL) {
         if (rs_node_default_id(out->node.address, idbuf, RS_ID_MAX + 1) != 0) {
-            return fail(err, -EINVAL,
-                        "%s.id: required here: the address is too long to serve as the id "
-                        "(max %d bytes)",
-                        path, RS_ID_MAX);
+            return rs_error_set(err, -EINVAL,
+                                "%s.id: required here: the address is too long to serve as the id "
+                                "(max %d bytes)",
+                                path, RS_ID_MAX);
         }
         out->node.id = idbuf;
     }
@@ -816,7 +815,7 @@ check_duplicate_ids(const rs_config_node *nodes, size_t n, rs_error *err) {
     }
     id_ref *refs = malloc(n * sizeof(*refs));
     if (refs == NULL) {
-        return fail(err, -ENOMEM, "out of memory");
+        return rs_error_set(err, -ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < n; i++) {
         refs[i].id = nodes[i].node.id;
@@ -836,9 +835,9 @@ check_duplicate_ids(const rs_config_node *nodes, size_t n, rs_error *err) {
     if (dup < n) {
         char q[QUOTE_CAP];
         const char *id = nodes[dup].node.id;
-        return fail(err, -EINVAL,
-                    "membership.nodes[%zu]: duplicate id %s (also membership.nodes[%zu])", dup,
-                    quote(q, id, strlen(id)), dup_first);
+        return rs_error_set(err, -EINVAL,
+                            "membership.nodes[%zu]: duplicate id %s (also membership.nodes[%zu])",
+                            dup, quote(q, id, strlen(id)), dup_first);
     }
     return 0;
 }
@@ -851,12 +850,13 @@ parse_nodes(const json_t *arr, rs_config *c, rs_error *err) {
     rs_config_node tmp;
 
     if (!json_is_array(arr)) {
-        return fail(err, -EINVAL, "membership.nodes: must be an array, got %s", describe(d, arr));
+        return rs_error_set(err, -EINVAL, "membership.nodes: must be an array, got %s",
+                            describe(d, arr));
     }
     size_t n = json_array_size(arr);
     if (n > RS_NODES_MAX) {
-        return fail(err, -EINVAL, "membership.nodes: too many nodes (%zu, max %d)", n,
-                    RS_NODES_MAX);
+        return rs_error_set(err, -EINVAL, "membership.nodes: too many nodes (%zu, max %d)", n,
+                            RS_NODES_MAX);
     }
     if (n == 0) {
         return 0;
@@ -870,7 +870,7 @@ parse_nodes(const json_t *arr, rs_config *c, rs_error *err) {
     }
     rs_config_node *nodes = malloc(n * sizeof(*nodes) + strings);
     if (nodes == NULL) {
-        return fail(err, -ENOMEM, "out of memory");
+        return rs_error_set(err, -ENOMEM, "out of memory");
     }
     char *cursor = (char *)(nodes + n);
     for (size_t i = 0; i < n; i++) {
@@ -968,21 +968,22 @@ static int
 check_whole(rs_config *c, bool kv_prefix_set, rs_error *err) {
     rs_error perr;
     if (rs_ring_params_validate(&c->params, &perr) != 0) {
-        return fail(err, -EINVAL, "ring.%s", perr.msg);
+        return rs_error_set(err, -EINVAL, "ring.%s", perr.msg);
     }
     if (c->max_key_bytes > c->max_request_bytes) {
-        return fail(err, -EINVAL,
-                    "listen.max_key_bytes: must not exceed listen.max_request_bytes (%u), got %u",
-                    c->max_request_bytes, c->max_key_bytes);
+        return rs_error_set(
+            err, -EINVAL,
+            "listen.max_key_bytes: must not exceed listen.max_request_bytes (%u), got %u",
+            c->max_request_bytes, c->max_key_bytes);
     }
     if (c->source == RS_SOURCE_CONSUL_SERVICE && c->consul.service[0] == '\0') {
-        return fail(err, -EINVAL,
-                    "membership.consul.service: required with source \"consul-service\"");
+        return rs_error_set(err, -EINVAL,
+                            "membership.consul.service: required with source \"consul-service\"");
     }
     if ((c->consul.cert_file[0] == '\0') != (c->consul.key_file[0] == '\0')) {
-        return fail(err, -EINVAL, "membership.consul.%s: required with %s",
-                    c->consul.key_file[0] == '\0' ? "key_file" : "cert_file",
-                    c->consul.key_file[0] == '\0' ? "cert_file" : "key_file");
+        return rs_error_set(err, -EINVAL, "membership.consul.%s: required with %s",
+                            c->consul.key_file[0] == '\0' ? "key_file" : "cert_file",
+                            c->consul.key_file[0] == '\0' ? "cert_file" : "key_file");
     }
     if (c->source == RS_SOURCE_STATIC) {
         size_t enabled = 0;
@@ -990,13 +991,14 @@ check_whole(rs_config *c, bool kv_prefix_set, rs_error *err) {
             enabled += c->nodes[i].node.enabled;
         }
         if (c->n_nodes == 0) {
-            return fail(err, -EINVAL,
-                        "membership.nodes: at least one node is required with source \"static\"");
+            return rs_error_set(
+                err, -EINVAL,
+                "membership.nodes: at least one node is required with source \"static\"");
         }
         if (enabled == 0) {
-            return fail(err, -EINVAL,
-                        "membership.nodes: at least one node must be enabled with source "
-                        "\"static\"");
+            return rs_error_set(err, -EINVAL,
+                                "membership.nodes: at least one node must be enabled with source "
+                                "\"static\"");
         }
     }
     if (!kv_prefix_set) {
@@ -1018,7 +1020,7 @@ parse_root(const json_t *root, rs_config *c, rs_error *err) {
     int rc = 0;
 
     if (!json_is_object(root)) {
-        return fail(err, -EINVAL, "top level must be an object, got %s", describe(d, root));
+        return rs_error_set(err, -EINVAL, "top level must be an object, got %s", describe(d, root));
     }
     if (check_object(root, "", keys, err) != 0) {
         return -EINVAL;
@@ -1036,7 +1038,7 @@ parse_root(const json_t *root, rs_config *c, rs_error *err) {
         } else if (strcmp(key, "max_state_age") == 0) {
             rc = get_duration(v, "max_state_age", MS_PER_S, 8760 * MS_PER_H, false, &ms, err);
             if (rc == 0 && ms % MS_PER_S != 0) {
-                rc = fail(err, -EINVAL, "max_state_age: must be a whole number of seconds");
+                rc = rs_error_set(err, -EINVAL, "max_state_age: must be a whole number of seconds");
             }
             if (rc == 0) {
                 c->max_state_age_s = (uint32_t)(ms / MS_PER_S);
@@ -1112,8 +1114,8 @@ rs_config_parse(const char *json, size_t len, rs_config *out, rs_error *err) {
     err->msg[0] = '\0';
     rs_config_init(&c);
     if (len > RS_CONFIG_MAX_BYTES) {
-        rc =
-            fail(err, -EINVAL, "config is too large (%zu bytes, max %u)", len, RS_CONFIG_MAX_BYTES);
+        rc = rs_error_set(err, -EINVAL, "config is too large (%zu bytes, max %u)", len,
+                          RS_CONFIG_MAX_BYTES);
         goto done;
     }
     /* NUL inside strings is let through here so that get_str can name its path. */
@@ -1121,7 +1123,7 @@ rs_config_parse(const char *json, size_t len, rs_config *out, rs_error *err) {
                       JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (root == NULL) {
         if (json_error_code(&jerr) == json_error_out_of_memory) {
-            rc = fail(err, -ENOMEM, "out of memory");
+            rc = rs_error_set(err, -ENOMEM, "out of memory");
             goto done;
         }
         /* jansson may quote the offending input: keep the message printable. */
@@ -1130,8 +1132,8 @@ rs_config_parse(const char *json, size_t len, rs_config *out, rs_error *err) {
                 *p = '?';
             }
         }
-        rc = fail(err, -EINVAL, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
-                  jerr.text);
+        rc = rs_error_set(err, -EINVAL, "invalid JSON at line %d, column %d: %s", jerr.line,
+                          jerr.column, jerr.text);
         goto done;
     }
     rc = parse_root(root, &c, err);

@@ -1,6 +1,7 @@
 /* Ring construction, lookup and accounting for the ketama and modula algorithms.
  * ketama reproduces twemproxy 0.5.0's continuum bit for bit (see reference notes). */
 #include "rs_ring.h"
+#include "rs_error.h"
 
 #include <errno.h>
 #include <math.h>
@@ -47,20 +48,6 @@ static const char *const algorithm_names[RS_ALG_COUNT] = {
     [RS_ALG_MODULA] = "modula",
 };
 
-static int fail(rs_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-fail(rs_error *err, int code, const char *fmt, ...) {
-    if (err != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 void
 rs_ring_params_init(rs_ring_params *p) {
     memset(p, 0, sizeof(*p));
@@ -91,18 +78,18 @@ rs_algorithm_name(rs_algorithm alg) {
 int
 rs_ring_params_validate(const rs_ring_params *p, rs_error *err) {
     if ((unsigned)p->algorithm >= RS_ALG_COUNT) {
-        return fail(err, -EINVAL, "algorithm: unknown algorithm %d", (int)p->algorithm);
+        return rs_error_set(err, -EINVAL, "algorithm: unknown algorithm %d", (int)p->algorithm);
     }
     if ((unsigned)p->hash >= RS_HASH_COUNT) {
-        return fail(err, -EINVAL, "hash: unknown hash %d", (int)p->hash);
+        return rs_error_set(err, -EINVAL, "hash: unknown hash %d", (int)p->hash);
     }
     if (p->replicas < 1 || p->replicas > RS_REPLICAS_MAX) {
-        return fail(err, -EINVAL, "replicas: must be between 1 and %d, got %u", RS_REPLICAS_MAX,
-                    p->replicas);
+        return rs_error_set(err, -EINVAL, "replicas: must be between 1 and %d, got %u",
+                            RS_REPLICAS_MAX, p->replicas);
     }
     size_t tag = strnlen(p->hash_tag, sizeof(p->hash_tag));
     if (tag != 0 && tag != 2) {
-        return fail(err, -EINVAL, "hash_tag: must be empty or exactly two characters");
+        return rs_error_set(err, -EINVAL, "hash_tag: must be empty or exactly two characters");
     }
     return 0;
 }
@@ -176,13 +163,13 @@ static int
 check_string(const char *what, const char *s, size_t min, size_t max, rs_error *err) {
     size_t len = s == NULL ? 0 : strnlen(s, max + 1);
     if (len < min) {
-        return fail(err, -EINVAL, "%s must not be empty", what);
+        return rs_error_set(err, -EINVAL, "%s must not be empty", what);
     }
     if (len > max) {
-        return fail(err, -EINVAL, "%s is too long (max %zu bytes)", what, max);
+        return rs_error_set(err, -EINVAL, "%s is too long (max %zu bytes)", what, max);
     }
     if (s != NULL && bad_char(s) != NULL) {
-        return fail(err, -EINVAL, "%s must not contain spaces or control characters", what);
+        return rs_error_set(err, -EINVAL, "%s must not contain spaces or control characters", what);
     }
     return 0;
 }
@@ -199,11 +186,11 @@ rs_node_validate(const rs_node *n, rs_error *err) {
     unsigned port;
     const char *why;
     if (parse_address(n->address, &hl, &port, &why) != 0) {
-        return fail(err, -EINVAL, "address \"%s\": %s", n->address, why);
+        return rs_error_set(err, -EINVAL, "address \"%s\": %s", n->address, why);
     }
     if (n->weight < 1 || n->weight > RS_WEIGHT_MAX) {
-        return fail(err, -EINVAL, "weight must be between 1 and %d, got %u", RS_WEIGHT_MAX,
-                    n->weight);
+        return rs_error_set(err, -EINVAL, "weight must be between 1 and %d, got %u", RS_WEIGHT_MAX,
+                            n->weight);
     }
     return 0;
 }
@@ -285,15 +272,15 @@ build_ketama(rs_ring *r, rs_error *err) {
         total += n->points;
     }
     if (total > RS_POINTS_MAX) {
-        return fail(err, -E2BIG, "ring needs %llu points (max %u)", (unsigned long long)total,
-                    RS_POINTS_MAX);
+        return rs_error_set(err, -E2BIG, "ring needs %llu points (max %u)",
+                            (unsigned long long)total, RS_POINTS_MAX);
     }
     if (total == 0) {
-        return fail(err, -EINVAL, "no node gets a point on the ring (weights too uneven)");
+        return rs_error_set(err, -EINVAL, "no node gets a point on the ring (weights too uneven)");
     }
     uint64_t *items = malloc((size_t)total * sizeof(*items));
     if (items == NULL) {
-        return fail(err, -ENOMEM, "out of memory");
+        return rs_error_set(err, -ENOMEM, "out of memory");
     }
     uint32_t k = 0;
     char buf[RS_ID_MAX + 16];
@@ -317,7 +304,7 @@ build_ketama(rs_ring *r, rs_error *err) {
     int rc = sort_points(items, k);
     if (rc != 0) {
         free(items);
-        return fail(err, rc, "out of memory");
+        return rs_error_set(err, rc, "out of memory");
     }
     unsigned bits = 1;
     while (bits < 20 && (1u << (bits + 2)) <= k) {
@@ -330,7 +317,7 @@ build_ketama(rs_ring *r, rs_error *err) {
     r->bucket = malloc(((size_t)(1u << bits) + 1) * sizeof(*r->bucket));
     if (r->value == NULL || r->owner == NULL || r->bucket == NULL) {
         free(items);
-        return fail(err, -ENOMEM, "out of memory");
+        return rs_error_set(err, -ENOMEM, "out of memory");
     }
     uint32_t b = 0;
     for (uint32_t i = 0; i < k; i++) {
@@ -350,7 +337,7 @@ build_ketama(rs_ring *r, rs_error *err) {
      * everything above the last point. A repeated value owns nothing. */
     uint64_t *own = calloc(r->nnodes, sizeof(*own));
     if (own == NULL) {
-        return fail(err, -ENOMEM, "out of memory");
+        return rs_error_set(err, -ENOMEM, "out of memory");
     }
     own[r->owner[0]] += (uint64_t)r->value[0] + 1 + (UINT32_MAX - (uint64_t)r->value[k - 1]);
     for (uint32_t i = 1; i < k; i++) {
@@ -366,13 +353,13 @@ build_ketama(rs_ring *r, rs_error *err) {
 static int
 build_modula(rs_ring *r, rs_error *err) {
     if (r->total_weight > RS_POINTS_MAX) {
-        return fail(err, -E2BIG, "modula needs %u slots (max %u): lower the weights",
-                    r->total_weight, RS_POINTS_MAX);
+        return rs_error_set(err, -E2BIG, "modula needs %u slots (max %u): lower the weights",
+                            r->total_weight, RS_POINTS_MAX);
     }
     r->nslots = r->total_weight;
     r->slot = malloc((size_t)r->nslots * sizeof(*r->slot));
     if (r->slot == NULL) {
-        return fail(err, -ENOMEM, "out of memory");
+        return rs_error_set(err, -ENOMEM, "out of memory");
     }
     uint32_t k = 0;
     for (uint32_t i = 0; i < r->nnodes; i++) {
@@ -458,18 +445,18 @@ rs_ring_build(const rs_ring_params *p, const rs_node *nodes, size_t n, rs_ring *
         return rc;
     }
     if (n == 0 || nodes == NULL) {
-        return fail(err, -EINVAL, "nodes: the node set is empty");
+        return rs_error_set(err, -EINVAL, "nodes: the node set is empty");
     }
     if (n > RS_NODES_MAX) {
-        return fail(err, -E2BIG, "nodes: %zu nodes (max %d)", n, RS_NODES_MAX);
+        return rs_error_set(err, -E2BIG, "nodes: %zu nodes (max %d)", n, RS_NODES_MAX);
     }
     size_t strings = 0;
     for (size_t i = 0; i < n; i++) {
         rs_error nerr;
         if ((rc = rs_node_validate(&nodes[i], &nerr)) != 0) {
-            return fail(err, rc, "nodes[%zu]%s%.*s%s: %s", i, nodes[i].id ? " (" : "",
-                        nodes[i].id ? (int)strnlen(nodes[i].id, 64) : 0,
-                        nodes[i].id ? nodes[i].id : "", nodes[i].id ? ")" : "", nerr.msg);
+            return rs_error_set(err, rc, "nodes[%zu]%s%.*s%s: %s", i, nodes[i].id ? " (" : "",
+                                nodes[i].id ? (int)strnlen(nodes[i].id, 64) : 0,
+                                nodes[i].id ? nodes[i].id : "", nodes[i].id ? ")" : "", nerr.msg);
         }
         strings += strlen(nodes[i].id) + strlen(nodes[i].address) +
                    (nodes[i].zone ? strlen(nodes[i].zone) : 0) + 3;
@@ -477,7 +464,7 @@ rs_ring_build(const rs_ring_params *p, const rs_node *nodes, size_t n, rs_ring *
 
     r = calloc(1, sizeof(*r));
     if (r == NULL) {
-        return fail(err, -ENOMEM, "out of memory");
+        return rs_error_set(err, -ENOMEM, "out of memory");
     }
     atomic_init(&r->refs, 1);
     r->params = *p;
@@ -486,7 +473,7 @@ rs_ring_build(const rs_ring_params *p, const rs_node *nodes, size_t n, rs_ring *
     r->nodes = calloc(n, sizeof(*r->nodes));
     r->strings = malloc(strings);
     if (r->nodes == NULL || r->strings == NULL) {
-        rc = fail(err, -ENOMEM, "out of memory");
+        rc = rs_error_set(err, -ENOMEM, "out of memory");
         goto cleanup;
     }
     char *cursor = r->strings;
@@ -501,7 +488,7 @@ rs_ring_build(const rs_ring_params *p, const rs_node *nodes, size_t n, rs_ring *
     qsort(r->nodes, n, sizeof(*r->nodes), node_cmp);
     for (uint32_t i = 0; i < r->nnodes; i++) {
         if (i > 0 && strcmp(r->nodes[i - 1].id, r->nodes[i].id) == 0) {
-            rc = fail(err, -EEXIST, "nodes: duplicate id \"%s\"", r->nodes[i].id);
+            rc = rs_error_set(err, -EEXIST, "nodes: duplicate id \"%s\"", r->nodes[i].id);
             goto cleanup;
         }
         if (r->nodes[i].enabled) {
@@ -510,7 +497,7 @@ rs_ring_build(const rs_ring_params *p, const rs_node *nodes, size_t n, rs_ring *
         }
     }
     if (r->nenabled == 0) {
-        rc = fail(err, -EINVAL, "nodes: no node is enabled");
+        rc = rs_error_set(err, -EINVAL, "nodes: no node is enabled");
         goto cleanup;
     }
 
@@ -522,7 +509,7 @@ rs_ring_build(const rs_ring_params *p, const rs_node *nodes, size_t n, rs_ring *
         rc = build_modula(r, err);
         break;
     default:
-        rc = fail(err, -EINVAL, "algorithm: not implemented");
+        rc = rs_error_set(err, -EINVAL, "algorithm: not implemented");
         break;
     }
     if (rc != 0) {
@@ -541,7 +528,7 @@ rs_ring_build(const rs_ring_params *p, const rs_node *nodes, size_t n, rs_ring *
         }
     }
     if (compute_fingerprint(r) != 0) {
-        rc = fail(err, -ENOMEM, "out of memory");
+        rc = rs_error_set(err, -ENOMEM, "out of memory");
         goto cleanup;
     }
     *out = r;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rs_error.h"
 #include "rs_hash.h"
 
 /* Limits on everything a ring is built from; input beyond them is rejected. */
@@ -24,11 +25,6 @@ typedef enum rs_algorithm {
     RS_ALG_MODULA,     /* twemproxy modula: slots[hash % total weight] */
     RS_ALG_COUNT
 } rs_algorithm;
-
-/* An error's text: where and why ("nodes[3] (cache-b): weight must be ..."). */
-typedef struct rs_error {
-    char msg[256];
-} rs_error;
 
 /* A node as given to rs_ring_build. Strings are borrowed; the ring copies them. */
 typedef struct rs_node {

@@ -1,6 +1,7 @@
 /* State snapshot (de)serialisation: a checksummed JSON document, decoded strictly and
  * with bounds, so a damaged or foreign file is refused whole and never half-loaded. */
 #include "rs_state.h"
+#include "rs_error.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -16,26 +17,6 @@
 #define CHECKSUM_HEX_LEN ((size_t)2 * SHA256_DIGEST_LENGTH)
 #define DUMP_CANONICAL (JSON_COMPACT | JSON_SORT_KEYS)
 #define PATH_CAP 48 /* "state.nodes[9999].address" and the like */
-
-static int fail(rs_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Messages quote file content and end up in logs: keep them printable ASCII. */
-static int
-fail(rs_error *err, int code, const char *fmt, ...) {
-    if (err != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-        va_end(ap);
-        for (unsigned char *c = (unsigned char *)err->msg; *c != '\0'; c++) {
-            if (*c < 0x20 || *c >= 0x7f) {
-                *c = '?';
-            }
-        }
-    }
-    return code;
-}
 
 /* Well-formed UTF-8 as jansson accepts it: no overlongs, surrogates or > U+10FFFF. */
 static bool
@@ -182,8 +163,9 @@ check_unique_ids(const rs_state *s, rs_error *err) {
     int rc = 0;
     for (size_t i = 1; i < s->n_nodes; i++) {
         if (strcmp(v[i - 1].id, v[i].id) == 0) {
-            rc = fail(err, -EINVAL, "state.nodes[%zu].id: duplicate of nodes[%zu] (\"%.64s\")",
-                      v[i].index, v[i - 1].index, v[i].id);
+            rc = rs_error_set(err, -EINVAL,
+                              "state.nodes[%zu].id: duplicate of nodes[%zu] (\"%.64s\")",
+                              v[i].index, v[i - 1].index, v[i].id);
             break;
         }
     }
@@ -195,45 +177,48 @@ int
 rs_state_validate(const rs_state *s, rs_error *err) {
     rs_error sub;
     if (s->format != RS_STATE_FORMAT) {
-        return fail(err, -EINVAL, "state.format: must be %d, got %u", RS_STATE_FORMAT, s->format);
+        return rs_error_set(err, -EINVAL, "state.format: must be %d, got %u", RS_STATE_FORMAT,
+                            s->format);
     }
     if (!token_valid(s->ring, RS_STATE_RING_MAX, true)) {
-        return fail(err, -EINVAL, "state.ring: must be 1 to %d characters from [A-Za-z0-9_.-]",
-                    RS_STATE_RING_MAX);
+        return rs_error_set(err, -EINVAL,
+                            "state.ring: must be 1 to %d characters from [A-Za-z0-9_.-]",
+                            RS_STATE_RING_MAX);
     }
     if (rs_ring_params_validate(&s->params, &sub) != 0) {
-        return fail(err, -EINVAL, "state.params.%s", sub.msg);
+        return rs_error_set(err, -EINVAL, "state.params.%s", sub.msg);
     }
     if (!utf8_valid(s->params.hash_tag)) {
-        return fail(err, -EINVAL, "state.params.hash_tag: not valid UTF-8");
+        return rs_error_set(err, -EINVAL, "state.params.hash_tag: not valid UTF-8");
     }
     if (s->n_nodes > RS_NODES_MAX) {
-        return fail(err, -EINVAL, "state.nodes: too many nodes (%zu, max %d)", s->n_nodes,
-                    RS_NODES_MAX);
+        return rs_error_set(err, -EINVAL, "state.nodes: too many nodes (%zu, max %d)", s->n_nodes,
+                            RS_NODES_MAX);
     }
     if (s->n_nodes > 0 && s->nodes == NULL) {
-        return fail(err, -EINVAL, "state.nodes: NULL array with %zu nodes", s->n_nodes);
+        return rs_error_set(err, -EINVAL, "state.nodes: NULL array with %zu nodes", s->n_nodes);
     }
     for (size_t i = 0; i < s->n_nodes; i++) {
         const rs_node *n = &s->nodes[i].node;
         if (rs_node_validate(n, &sub) != 0) {
-            return fail(err, -EINVAL, "state.nodes[%zu]: %s", i, sub.msg);
+            return rs_error_set(err, -EINVAL, "state.nodes[%zu]: %s", i, sub.msg);
         }
         const char *bad = !utf8_valid(n->id)                          ? "id"
                           : !utf8_valid(n->address)                   ? "address"
                           : (n->zone != NULL && !utf8_valid(n->zone)) ? "zone"
                                                                       : NULL;
         if (bad != NULL) {
-            return fail(err, -EINVAL, "state.nodes[%zu].%s: not valid UTF-8", i, bad);
+            return rs_error_set(err, -EINVAL, "state.nodes[%zu].%s: not valid UTF-8", i, bad);
         }
     }
     int rc = check_unique_ids(s, err);
     if (rc != 0) {
-        return rc == -ENOMEM ? fail(err, -ENOMEM, "out of memory") : rc;
+        return rc == -ENOMEM ? rs_error_set(err, -ENOMEM, "out of memory") : rc;
     }
     if (!token_valid(s->source, RS_STATE_SOURCE_MAX, false)) {
-        return fail(err, -EINVAL, "state.source: must be 1 to %d characters from [a-z0-9_-]",
-                    RS_STATE_SOURCE_MAX);
+        return rs_error_set(err, -EINVAL,
+                            "state.source: must be 1 to %d characters from [a-z0-9_-]",
+                            RS_STATE_SOURCE_MAX);
     }
     const struct {
         const char *name;
@@ -243,12 +228,12 @@ rs_state_validate(const rs_state *s, rs_error *err) {
                {"consul.health_index", s->health_index}};
     for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++) {
         if (big[i].v > (uint64_t)INT64_MAX) {
-            return fail(err, -EINVAL, "state.%s: must be at most %lld", big[i].name,
-                        (long long)INT64_MAX);
+            return rs_error_set(err, -EINVAL, "state.%s: must be at most %lld", big[i].name,
+                                (long long)INT64_MAX);
         }
     }
     if (s->written_at < 0) {
-        return fail(err, -EINVAL, "state.written_at: must not be negative");
+        return rs_error_set(err, -EINVAL, "state.written_at: must not be negative");
     }
     return 0;
 }
@@ -358,12 +343,12 @@ check_keys(const json_t *obj, const char *path, const char *const *want, size_t 
             i++;
         }
         if (i == n) {
-            return fail(err, -EINVAL, "%s: unknown key \"%.40s\"", path, key);
+            return rs_error_set(err, -EINVAL, "%s: unknown key \"%.40s\"", path, key);
         }
     }
     for (size_t i = 0; i < n; i++) {
         if (json_object_get(obj, want[i]) == NULL) {
-            return fail(err, -EINVAL, "%s.%s: missing", path, want[i]);
+            return rs_error_set(err, -EINVAL, "%s.%s: missing", path, want[i]);
         }
     }
     return 0;
@@ -374,8 +359,8 @@ get_int(const json_t *obj, const char *path, const char *key, long long min, lon
         long long *out, rs_error *err) {
     const json_t *v = json_object_get(obj, key);
     if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        return fail(err, -EINVAL, "%s.%s: must be an integer between %lld and %lld", path, key, min,
-                    max);
+        return rs_error_set(err, -EINVAL, "%s.%s: must be an integer between %lld and %lld", path,
+                            key, min, max);
     }
     *out = json_integer_value(v);
     return 0;
@@ -388,14 +373,14 @@ get_str(const json_t *obj, const char *path, const char *key, size_t max, const 
     const json_t *v = json_object_get(obj, key);
     const char *s = json_string_value(v);
     if (s == NULL) {
-        return fail(err, -EINVAL, "%s.%s: must be a string", path, key);
+        return rs_error_set(err, -EINVAL, "%s.%s: must be a string", path, key);
     }
     size_t len = json_string_length(v);
     if (len > max) {
-        return fail(err, -EINVAL, "%s.%s: too long (max %zu bytes)", path, key, max);
+        return rs_error_set(err, -EINVAL, "%s.%s: too long (max %zu bytes)", path, key, max);
     }
     if (strlen(s) != len) {
-        return fail(err, -EINVAL, "%s.%s: contains a NUL byte", path, key);
+        return rs_error_set(err, -EINVAL, "%s.%s: contains a NUL byte", path, key);
     }
     *out = s;
     return 0;
@@ -405,7 +390,7 @@ static int
 get_bool(const json_t *obj, const char *path, const char *key, bool *out, rs_error *err) {
     const json_t *v = json_object_get(obj, key);
     if (!json_is_boolean(v)) {
-        return fail(err, -EINVAL, "%s.%s: must be true or false", path, key);
+        return rs_error_set(err, -EINVAL, "%s.%s: must be true or false", path, key);
     }
     *out = json_is_true(v);
     return 0;
@@ -416,7 +401,7 @@ get_object(const json_t *obj, const char *path, const char *key, const json_t **
            rs_error *err) {
     const json_t *v = json_object_get(obj, key);
     if (!json_is_object(v)) {
-        return fail(err, -EINVAL, "%s.%s: must be an object", path, key);
+        return rs_error_set(err, -EINVAL, "%s.%s: must be an object", path, key);
     }
     *out = v;
     return 0;
@@ -439,14 +424,14 @@ decode_params(const json_t *state, rs_ring_params *p, rs_error *err) {
         return rc;
     }
     if (rs_algorithm_from_name(alg, &p->algorithm) != 0) {
-        return fail(err, -EINVAL, "%s.algorithm: unknown algorithm \"%s\"", path, alg);
+        return rs_error_set(err, -EINVAL, "%s.algorithm: unknown algorithm \"%s\"", path, alg);
     }
     if (rs_hash_from_name(hash, &p->hash) != 0) {
-        return fail(err, -EINVAL, "%s.hash: unknown hash \"%s\"", path, hash);
+        return rs_error_set(err, -EINVAL, "%s.hash: unknown hash \"%s\"", path, hash);
     }
     size_t tag_len = strlen(tag);
     if (tag_len != 0 && tag_len != 2) {
-        return fail(err, -EINVAL, "%s.hash_tag: must be empty or exactly two bytes", path);
+        return rs_error_set(err, -EINVAL, "%s.hash_tag: must be empty or exactly two bytes", path);
     }
     p->replicas = (uint32_t)replicas;
     memcpy(p->hash_tag, tag, tag_len + 1);
@@ -463,7 +448,7 @@ decode_node(const json_t *v, size_t i, rs_state_node *sn, rs_error *err) {
     int rc;
     snprintf(path, sizeof(path), "state.nodes[%zu]", i);
     if (!json_is_object(v)) {
-        return fail(err, -EINVAL, "%s: must be an object", path);
+        return rs_error_set(err, -EINVAL, "%s: must be an object", path);
     }
     if ((rc = check_keys(v, path, keys, 6, err)) != 0 ||
         (rc = get_str(v, path, "id", RS_ID_MAX, &id, err)) != 0 ||
@@ -481,7 +466,7 @@ decode_node(const json_t *v, size_t i, rs_state_node *sn, rs_error *err) {
     sn->node.enabled = enabled;
     sn->healthy = healthy;
     if (sn->node.id == NULL || sn->node.address == NULL || sn->node.zone == NULL) {
-        return fail(err, -ENOMEM, "out of memory");
+        return rs_error_set(err, -ENOMEM, "out of memory");
     }
     return 0;
 }
@@ -490,11 +475,12 @@ static int
 decode_nodes(const json_t *state, rs_state *s, rs_error *err) {
     const json_t *arr = json_object_get(state, "nodes");
     if (!json_is_array(arr)) {
-        return fail(err, -EINVAL, "state.nodes: must be an array");
+        return rs_error_set(err, -EINVAL, "state.nodes: must be an array");
     }
     size_t n = json_array_size(arr);
     if (n > RS_NODES_MAX) {
-        return fail(err, -EINVAL, "state.nodes: too many nodes (%zu, max %d)", n, RS_NODES_MAX);
+        return rs_error_set(err, -EINVAL, "state.nodes: too many nodes (%zu, max %d)", n,
+                            RS_NODES_MAX);
     }
     if (n == 0) {
         return 0;
@@ -502,7 +488,7 @@ decode_nodes(const json_t *state, rs_state *s, rs_error *err) {
     /* calloc: rs_state_free on a partly filled array frees NULL strings harmlessly. */
     s->nodes = calloc(node_capacity(n), sizeof(*s->nodes));
     if (s->nodes == NULL) {
-        return fail(err, -ENOMEM, "out of memory");
+        return rs_error_set(err, -ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < n; i++) {
         s->n_nodes = i + 1;
@@ -567,23 +553,23 @@ verify_checksum(const json_t *root, const json_t *state, rs_error *err) {
     const char *s = json_string_value(v);
     if (s == NULL || json_string_length(v) != CHECKSUM_PREFIX_LEN + CHECKSUM_HEX_LEN ||
         strncmp(s, CHECKSUM_PREFIX, CHECKSUM_PREFIX_LEN) != 0) {
-        return fail(err, -EINVAL, "checksum: must be \"%s\" followed by %d hex digits",
-                    CHECKSUM_PREFIX, (int)CHECKSUM_HEX_LEN);
+        return rs_error_set(err, -EINVAL, "checksum: must be \"%s\" followed by %d hex digits",
+                            CHECKSUM_PREFIX, (int)CHECKSUM_HEX_LEN);
     }
     s += CHECKSUM_PREFIX_LEN;
     for (size_t i = 0; i < CHECKSUM_HEX_LEN; i++) {
         if (hex_value(s[i]) < 0) {
-            return fail(err, -EINVAL, "checksum: must be \"%s\" followed by %d hex digits",
-                        CHECKSUM_PREFIX, (int)CHECKSUM_HEX_LEN);
+            return rs_error_set(err, -EINVAL, "checksum: must be \"%s\" followed by %d hex digits",
+                                CHECKSUM_PREFIX, (int)CHECKSUM_HEX_LEN);
         }
     }
     char want[CHECKSUM_HEX_LEN + 1];
     if (state_checksum(state, want) != 0) {
-        return fail(err, -ENOMEM, "out of memory");
+        return rs_error_set(err, -ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < CHECKSUM_HEX_LEN; i++) {
         if (hex_value(s[i]) != hex_value(want[i])) {
-            return fail(err, -EBADMSG, "checksum mismatch");
+            return rs_error_set(err, -EBADMSG, "checksum mismatch");
         }
     }
     return 0;
@@ -621,37 +607,39 @@ rs_state_decode(const char *buf, size_t len, rs_state *out, rs_error *err) {
     memset(out, 0, sizeof(*out));
     memset(&s, 0, sizeof(s));
     if (len > RS_STATE_MAX_BYTES) {
-        return fail(err, -EINVAL, "too large: %zu bytes (max %zu)", len, RS_STATE_MAX_BYTES);
+        return rs_error_set(err, -EINVAL, "too large: %zu bytes (max %zu)", len,
+                            RS_STATE_MAX_BYTES);
     }
     if (len == 0) {
-        return fail(err, -EINVAL, "empty");
+        return rs_error_set(err, -EINVAL, "empty");
     }
     root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
         if (json_error_code(&jerr) == json_error_out_of_memory) {
-            return fail(err, -ENOMEM, "out of memory");
+            return rs_error_set(err, -ENOMEM, "out of memory");
         }
-        return fail(err, -EINVAL, "not valid JSON: line %d column %d: %s", jerr.line, jerr.column,
-                    jerr.text);
+        return rs_error_set(err, -EINVAL, "not valid JSON: line %d column %d: %s", jerr.line,
+                            jerr.column, jerr.text);
     }
     if (!json_is_object(root)) {
-        rc = fail(err, -EINVAL, "%s: the top level is %s, not an object", foreign,
-                  json_type_name(root));
+        rc = rs_error_set(err, -EINVAL, "%s: the top level is %s, not an object", foreign,
+                          json_type_name(root));
         goto out;
     }
     const json_t *format = json_object_get(root, "format");
     if (format == NULL) {
-        rc = fail(err, -EINVAL, "%s: no \"format\" key", foreign);
+        rc = rs_error_set(err, -EINVAL, "%s: no \"format\" key", foreign);
         goto out;
     }
     if (!json_is_integer(format)) {
-        rc = fail(err, -EINVAL, "%s: \"format\" is %s, not an integer", foreign,
-                  json_type_name(format));
+        rc = rs_error_set(err, -EINVAL, "%s: \"format\" is %s, not an integer", foreign,
+                          json_type_name(format));
         goto out;
     }
     if (json_integer_value(format) != RS_STATE_FORMAT) {
-        rc = fail(err, -EPROTONOSUPPORT, "unsupported state format %lld (this build reads %d)",
-                  (long long)json_integer_value(format), RS_STATE_FORMAT);
+        rc = rs_error_set(err, -EPROTONOSUPPORT,
+                          "unsupported state format %lld (this build reads %d)",
+                          (long long)json_integer_value(format), RS_STATE_FORMAT);
         goto out;
     }
     /* Unknown and missing top-level keys mean some other document with a "format". */
@@ -660,19 +648,19 @@ rs_state_decode(const char *buf, size_t len, rs_state *out, rs_error *err) {
     json_object_foreach(root, key, value) {
         if (strcmp(key, "format") != 0 && strcmp(key, "checksum") != 0 &&
             strcmp(key, "state") != 0) {
-            rc = fail(err, -EINVAL, "%s: unknown key \"%.40s\"", foreign, key);
+            rc = rs_error_set(err, -EINVAL, "%s: unknown key \"%.40s\"", foreign, key);
             goto out;
         }
     }
     for (size_t i = 1; i < sizeof(keys) / sizeof(keys[0]); i++) {
         if (json_object_get(root, keys[i]) == NULL) {
-            rc = fail(err, -EINVAL, "%s: no \"%s\" key", foreign, keys[i]);
+            rc = rs_error_set(err, -EINVAL, "%s: no \"%s\" key", foreign, keys[i]);
             goto out;
         }
     }
     const json_t *state = json_object_get(root, "state");
     if (!json_is_object(state)) {
-        rc = fail(err, -EINVAL, "state: must be an object");
+        rc = rs_error_set(err, -EINVAL, "state: must be an object");
         goto out;
     }
     /* Checksum before content: damage is reported as damage, not as a bad field. */

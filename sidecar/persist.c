@@ -1,6 +1,7 @@
 /* Snapshot files on disk: temp file + fsync + rename + directory fsync on write; on load,
  * stale temp files removed and a damaged or foreign snapshot renamed aside, never used. */
 #include "persist.h"
+#include "rs_error.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -31,20 +32,6 @@ typedef struct names {
     char corrupt_prefix[96]; /* <ring>.state.json.corrupt- */
 } names;
 
-static int fail(rs_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-fail(rs_error *err, int code, const char *fmt, ...) {
-    if (err != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 static const char *
 errstr(int e, char *buf, size_t cap) {
 #if defined(__GLIBC__) && defined(_GNU_SOURCE)
@@ -63,9 +50,9 @@ sys_fail(rs_error *err, int e, const char *step, const char *dir, const char *na
     char buf[128];
     const char *why = errstr(e, buf, sizeof(buf));
     if (name == NULL) {
-        return fail(err, -e, "%s %s: %s", step, dir, why);
+        return rs_error_set(err, -e, "%s %s: %s", step, dir, why);
     }
-    return fail(err, -e, "%s %s/%s: %s", step, dir, name, why);
+    return rs_error_set(err, -e, "%s %s/%s: %s", step, dir, name, why);
 }
 
 static bool
@@ -87,16 +74,17 @@ ring_name_valid(const char *ring) {
 static int
 make_names(const char *dir, const char *ring, names *n, rs_error *err) {
     if (dir == NULL || dir[0] == '\0') {
-        return fail(err, -EINVAL, "state dir: must not be empty");
+        return rs_error_set(err, -EINVAL, "state dir: must not be empty");
     }
     if (ring == NULL || !ring_name_valid(ring)) {
-        return fail(err, -EINVAL, "ring name: must be 1 to %d characters from [A-Za-z0-9_.-]",
-                    RS_STATE_RING_MAX);
+        return rs_error_set(err, -EINVAL,
+                            "ring name: must be 1 to %d characters from [A-Za-z0-9_.-]",
+                            RS_STATE_RING_MAX);
     }
     size_t dir_len = strnlen(dir, PATH_MAX);
     if (dir_len > DIR_MAX) {
-        return fail(err, -ENAMETOOLONG, "state dir: path too long (%zu bytes, max %d)", dir_len,
-                    DIR_MAX);
+        return rs_error_set(err, -ENAMETOOLONG, "state dir: path too long (%zu bytes, max %d)",
+                            dir_len, DIR_MAX);
     }
     /* The buffers are sized for a 63-byte ring name, so these cannot truncate. */
     const int r = RS_STATE_RING_MAX;
@@ -200,11 +188,12 @@ persist_write(const char *dir, const char *ring_name, const rs_state *s, rs_erro
         return rc;
     }
     if (strcmp(s->ring, ring_name) != 0) {
-        return fail(err, -EINVAL, "state of ring \"%s\" written as ring \"%s\"", s->ring,
-                    ring_name);
+        return rs_error_set(err, -EINVAL, "state of ring \"%s\" written as ring \"%s\"", s->ring,
+                            ring_name);
     }
     if ((rc = rs_state_encode(s, &text, &len)) != 0) {
-        return fail(err, rc, "encode state: %s", rc == -ENOMEM ? "out of memory" : "invalid");
+        return rs_error_set(err, rc, "encode state: %s",
+                            rc == -ENOMEM ? "out of memory" : "invalid");
     }
     if ((dfd = open_dir(dir, true, err)) < 0) {
         rc = dfd;
@@ -379,12 +368,12 @@ set_aside(int dfd, const char *dir, const names *n, int64_t now, int code, const
         break;
     }
     if (e != 0) {
-        return fail(err, code, "%s/%s: %s; could not set it aside: %s", dir, n->target, reason,
-                    errstr(e, buf, sizeof(buf)));
+        return rs_error_set(err, code, "%s/%s: %s; could not set it aside: %s", dir, n->target,
+                            reason, errstr(e, buf, sizeof(buf)));
     }
     fsync(dfd); /* best effort: a lost rename only means we set it aside again next time */
     sweep(dfd, n, false, true);
-    return fail(err, code, "%s/%s set aside as %s: %s", dir, n->target, name, reason);
+    return rs_error_set(err, code, "%s/%s set aside as %s: %s", dir, n->target, name, reason);
 }
 
 /* Read the whole file (at most RS_STATE_MAX_BYTES + 1 bytes, so an oversize is seen). */
@@ -446,7 +435,7 @@ persist_load(const char *dir, const char *ring_name, int64_t now, uint32_t max_a
     }
     if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         if (errno == ENOENT) {
-            return fail(err, -ENOENT, "no snapshot: %s does not exist", dir);
+            return rs_error_set(err, -ENOENT, "no snapshot: %s does not exist", dir);
         }
         return sys_fail(err, errno, "open", dir, NULL);
     }
@@ -454,7 +443,7 @@ persist_load(const char *dir, const char *ring_name, int64_t now, uint32_t max_a
     /* O_NONBLOCK: a FIFO planted at the path must not hang the start. */
     fd = openat(dfd, n.target, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
-        rc = errno == ENOENT ? fail(err, -ENOENT, "no snapshot at %s/%s", dir, n.target)
+        rc = errno == ENOENT ? rs_error_set(err, -ENOENT, "no snapshot at %s/%s", dir, n.target)
                              : sys_fail(err, errno, "open", dir, n.target);
         goto out;
     }
@@ -463,7 +452,7 @@ persist_load(const char *dir, const char *ring_name, int64_t now, uint32_t max_a
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
-        rc = fail(err, -EINVAL, "%s/%s: not a regular file; left in place", dir, n.target);
+        rc = rs_error_set(err, -EINVAL, "%s/%s: not a regular file; left in place", dir, n.target);
         goto out;
     }
     if (st.st_size > (off_t)RS_STATE_MAX_BYTES) {
@@ -473,7 +462,7 @@ persist_load(const char *dir, const char *ring_name, int64_t now, uint32_t max_a
         goto out;
     }
     if ((rc = read_all(fd, st.st_size, &text, &len)) != 0) {
-        rc = rc == -ENOMEM ? fail(err, rc, "read %s/%s: out of memory", dir, n.target)
+        rc = rc == -ENOMEM ? rs_error_set(err, rc, "read %s/%s: out of memory", dir, n.target)
                            : sys_fail(err, -rc, "read", dir, n.target);
         goto out;
     }
@@ -485,7 +474,7 @@ persist_load(const char *dir, const char *ring_name, int64_t now, uint32_t max_a
         goto out;
     }
     if (rc != 0) {
-        rc = fail(err, rc, "%s/%s: %s", dir, n.target, derr.msg);
+        rc = rs_error_set(err, rc, "%s/%s: %s", dir, n.target, derr.msg);
         goto out;
     }
     if (strcmp(s.ring, ring_name) != 0) {
@@ -495,8 +484,8 @@ persist_load(const char *dir, const char *ring_name, int64_t now, uint32_t max_a
     }
     int64_t age = now > s.written_at ? now - s.written_at : 0;
     if (max_age_s != 0 && age > (int64_t)max_age_s) {
-        rc = fail(err, -ESTALE, "%s/%s: snapshot is %lld s old (max %u s); not loaded", dir,
-                  n.target, (long long)age, max_age_s);
+        rc = rs_error_set(err, -ESTALE, "%s/%s: snapshot is %lld s old (max %u s); not loaded", dir,
+                          n.target, (long long)age, max_age_s);
         goto out;
     }
     *out = s;

@@ -452,20 +452,6 @@ parse_node_spec(const char *spec, rs_node *n, node_spec *owned, char *why, size_
 }
 
 static int
-hexval(int c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-static int
 cmd_place(int argc, char **argv) {
     static const struct option opts[] = {
         {"node", required_argument, NULL, 'N'},
@@ -572,14 +558,10 @@ cmd_place(int argc, char **argv) {
                 break;
             }
             key = tmp;
-            for (ssize_t i = 0; i < len; i += 2) {
-                int hi = hexval(line[i]), lo = hexval(line[i + 1]);
-                if (hi < 0 || lo < 0) {
-                    fprintf(stderr, "%s: line %lu: not hex\n", progname, lineno);
-                    rc = 1;
-                    goto out;
-                }
-                key[i / 2] = (char)(hi << 4 | lo);
+            if (rs_hex_decode(line, (size_t)len, key) < 0) {
+                fprintf(stderr, "%s: line %lu: not hex\n", progname, lineno);
+                rc = 1;
+                goto out;
             }
             k = key;
             klen = (size_t)len / 2;
@@ -1044,13 +1026,9 @@ hex_decode(const char *hex, size_t *len) {
     if (out == NULL) {
         return NULL;
     }
-    for (size_t i = 0; i < n; i += 2) {
-        int hi = hexval(hex[i]), lo = hexval(hex[i + 1]);
-        if (hi < 0 || lo < 0) {
-            free(out);
-            return NULL;
-        }
-        out[i / 2] = (char)(hi << 4 | lo);
+    if (rs_hex_decode(hex, n, out) < 0) {
+        free(out);
+        return NULL;
     }
     out[n / 2] = '\0';
     *len = n / 2;

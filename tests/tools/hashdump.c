@@ -1,42 +1,11 @@
 /* hashdump: reads hex keys on stdin (one per line; "-" or an empty line is the empty key)
  * and prints "name hexkey 0xvalue" for each twemproxy hash, for comparison with the oracle. */
+#include "rs_error.h"
 #include "rs_hash.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int
-hex_digit(int c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/* Decodes hex[0..n) into out (room for n / 2 bytes); returns the byte count or -1. */
-static long
-decode_hex(const char *hex, size_t n, char *out) {
-    if (n % 2 != 0) {
-        return -1;
-    }
-    for (size_t i = 0; i < n; i += 2) {
-        int hi = hex_digit((unsigned char)hex[i]);
-        int lo = hex_digit((unsigned char)hex[i + 1]);
-
-        if (hi < 0 || lo < 0) {
-            return -1;
-        }
-        out[i / 2] = (char)(hi << 4 | lo);
-    }
-    return (long)(n / 2);
-}
 
 int
 main(void) {
@@ -65,7 +34,7 @@ main(void) {
             rc = EXIT_FAILURE;
             goto cleanup;
         }
-        klen = decode_hex(line, n, key);
+        klen = rs_hex_decode(line, n, key);
         if (klen < 0) {
             fprintf(stderr, "hashdump: line %lu: not a hex key\n", lineno);
             rc = EXIT_FAILURE;
