@@ -532,20 +532,6 @@ decode_state(const json_t *state, rs_state *s, rs_error *err) {
     return rs_state_validate(s, err);
 }
 
-static int
-hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* "sha256:" and 64 hex digits (either case) against the digest we computed. */
 static int
 verify_checksum(const json_t *root, const json_t *state, rs_error *err) {
@@ -557,20 +543,18 @@ verify_checksum(const json_t *root, const json_t *state, rs_error *err) {
                             CHECKSUM_PREFIX, (int)CHECKSUM_HEX_LEN);
     }
     s += CHECKSUM_PREFIX_LEN;
-    for (size_t i = 0; i < CHECKSUM_HEX_LEN; i++) {
-        if (hex_value(s[i]) < 0) {
-            return rs_error_set(err, -EINVAL, "checksum: must be \"%s\" followed by %d hex digits",
-                                CHECKSUM_PREFIX, (int)CHECKSUM_HEX_LEN);
-        }
+    unsigned char got[CHECKSUM_HEX_LEN / 2], want_bin[CHECKSUM_HEX_LEN / 2];
+    if (rs_hex_decode(s, CHECKSUM_HEX_LEN, (char *)got) < 0) {
+        return rs_error_set(err, -EINVAL, "checksum: must be \"%s\" followed by %d hex digits",
+                            CHECKSUM_PREFIX, (int)CHECKSUM_HEX_LEN);
     }
     char want[CHECKSUM_HEX_LEN + 1];
     if (state_checksum(state, want) != 0) {
         return rs_error_set(err, -ENOMEM, "out of memory");
     }
-    for (size_t i = 0; i < CHECKSUM_HEX_LEN; i++) {
-        if (hex_value(s[i]) != hex_value(want[i])) {
-            return rs_error_set(err, -EBADMSG, "checksum mismatch");
-        }
+    if (rs_hex_decode(want, CHECKSUM_HEX_LEN, (char *)want_bin) < 0 ||
+        memcmp(got, want_bin, sizeof(got)) != 0) {
+        return rs_error_set(err, -EBADMSG, "checksum mismatch");
     }
     return 0;
 }

@@ -1086,8 +1086,12 @@ keyv_init(keyv *k, const char *cmd, char **keys, size_t n, bool hex, void (*usag
     return 0;
 }
 
+/* The options every daemon command shares: --socket (also accepted after the command),
+ * --json, --help, and --hex where hex is not NULL. Returns -1 to go on (optind at the
+ * first operand), else the exit code. */
 static int
-cmd_lookup(int argc, char **argv, const char *sock) {
+daemon_opts(int argc, char **argv, void (*usage)(FILE *), const char **sock, bool *json,
+            bool *hex) {
     static const struct option opts[] = {
         {"socket", required_argument, NULL, 'S'},
         {"json", no_argument, NULL, 'j'},
@@ -1095,27 +1099,39 @@ cmd_lookup(int argc, char **argv, const char *sock) {
         {"hex", no_argument, NULL, 'x'},
         {NULL, 0, NULL, 0},
     };
-    bool json = false, hex = false;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'S':
-            sock = optarg;
+            *sock = optarg;
             break;
         case 'j':
-            json = true;
+            *json = true;
             break;
         case 'x':
-            hex = true;
+            if (hex == NULL) {
+                return usage_error(usage, "%s", "--hex is not an option of this command");
+            }
+            *hex = true;
             break;
         case 'h':
-            usage_lookup(stdout);
+            usage(stdout);
             return 0;
         default:
-            usage_lookup(stderr);
+            usage(stderr);
             return EXIT_USAGE;
         }
+    }
+    return -1;
+}
+
+static int
+cmd_lookup(int argc, char **argv, const char *sock) {
+    bool json = false, hex = false;
+    int prc = daemon_opts(argc, argv, usage_lookup, &sock, &json, &hex);
+    if (prc >= 0) {
+        return prc;
     }
     if (optind == argc) {
         return usage_error(usage_lookup, "%s", "at least one KEY is required");
@@ -1201,34 +1217,10 @@ candidate_ok(const redisReply *c) {
 
 static int
 cmd_route(int argc, char **argv, const char *sock) {
-    static const struct option opts[] = {
-        {"socket", required_argument, NULL, 'S'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {"hex", no_argument, NULL, 'x'},
-        {NULL, 0, NULL, 0},
-    };
     bool json = false, hex = false;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'S':
-            sock = optarg;
-            break;
-        case 'j':
-            json = true;
-            break;
-        case 'x':
-            hex = true;
-            break;
-        case 'h':
-            usage_route(stdout);
-            return 0;
-        default:
-            usage_route(stderr);
-            return EXIT_USAGE;
-        }
+    int prc = daemon_opts(argc, argv, usage_route, &sock, &json, &hex);
+    if (prc >= 0) {
+        return prc;
     }
     if (argc - optind != 1) {
         return usage_error(usage_route, "%s", "expected exactly one KEY");
@@ -1338,30 +1330,10 @@ format_unix_time(long long t, char *out, size_t cap) {
 
 static int
 cmd_ring(int argc, char **argv, const char *sock) {
-    static const struct option opts[] = {
-        {"socket", required_argument, NULL, 'S'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     bool json = false;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'S':
-            sock = optarg;
-            break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            usage_ring(stdout);
-            return 0;
-        default:
-            usage_ring(stderr);
-            return EXIT_USAGE;
-        }
+    int prc = daemon_opts(argc, argv, usage_ring, &sock, &json, NULL);
+    if (prc >= 0) {
+        return prc;
     }
     if (optind < argc) {
         return usage_error(usage_ring, "unexpected argument '%s'", argv[optind]);
@@ -1415,30 +1387,10 @@ out:
 
 static int
 cmd_nodes(int argc, char **argv, const char *sock) {
-    static const struct option opts[] = {
-        {"socket", required_argument, NULL, 'S'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     bool json = false;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'S':
-            sock = optarg;
-            break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            usage_nodes(stdout);
-            return 0;
-        default:
-            usage_nodes(stderr);
-            return EXIT_USAGE;
-        }
+    int prc = daemon_opts(argc, argv, usage_nodes, &sock, &json, NULL);
+    if (prc >= 0) {
+        return prc;
     }
     if (optind < argc) {
         return usage_error(usage_nodes, "unexpected argument '%s'", argv[optind]);
