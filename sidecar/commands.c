@@ -125,19 +125,23 @@ do_lookup(reply *r, const rs_resp_arg *key) {
     r_bulk(r, rs_ring_node_at(v->ring, node)->address);
 }
 
+/* A positive decimal count; values beyond any node count saturate. */
 static bool
 parse_count(const rs_resp_arg *a, uint32_t *out) {
-    if (a->len == 0 || a->len > 9) {
+    if (a->len == 0) {
         return false;
     }
-    uint32_t v = 0;
+    uint64_t v = 0;
     for (size_t i = 0; i < a->len; i++) {
         if (a->ptr[i] < '0' || a->ptr[i] > '9') {
             return false;
         }
-        v = v * 10 + (uint32_t)(a->ptr[i] - '0');
+        v = v * 10 + (uint64_t)(a->ptr[i] - '0');
+        if (v > UINT32_MAX) {
+            v = UINT32_MAX;
+        }
     }
-    *out = v;
+    *out = (uint32_t)v;
     return v > 0;
 }
 

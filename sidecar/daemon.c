@@ -225,6 +225,8 @@ install(ringside *d, rs_ring *ring, uint8_t *healthy, const char *source, uint64
         cur->ring != NULL && strcmp(rs_ring_fingerprint(cur->ring), rs_ring_fingerprint(ring)) == 0;
     bool same_health = same_ring && memcmp(cur->healthy, healthy, n) == 0;
     if (same_ring && same_health && cur->policy == d->cfg.health_policy) {
+        /* Confirmed by its source: a snapshot view becomes that source's view. */
+        snprintf(cur->source, sizeof(cur->source), "%s", source);
         uint8_t *usable = malloc(n ? n : 1);
         if (usable != NULL) {
             /* The panic threshold may have changed on reload: recompute quietly. */
@@ -294,7 +296,7 @@ daemon_apply(ringside *d, const rs_ring_params *p, const rs_node *nodes, const u
             h[j] = healthy == NULL || healthy[i];
         }
     }
-    install(d, ring, h, source, 0);
+    install(d, ring, h, source, d->epoch_floor);
     return 0;
 }
 
@@ -332,6 +334,9 @@ load_snapshot(ringside *d) {
         return;
     }
     if (rc != 0) {
+        if (rc == -ESTALE) {
+            d->epoch_floor = st.epoch;
+        }
         log_line l;
         log_begin(&l, RS_LOG_WARN, "state_rejected");
         log_str(&l, "reason", err.msg);
@@ -476,9 +481,19 @@ reload(ringside *d) {
         d->cfg = old;
         rs_config_free(&next);
         log_configure(d->cfg.log_level, d->cfg.log_format);
+        log_line l;
+        log_begin(&l, RS_LOG_ERROR, "config_rejected");
+        log_str(&l, "file", d->config_path);
+        log_str(&l, "reason", err.msg);
+        log_str(&l, "action", "keeping the running config");
+        log_end(&l);
         return;
     }
     rs_config_free(&old);
+    if (server_reconfigure(d->srv) != 0) {
+        log_msg(RS_LOG_ERROR, "config_limits", "reason",
+                "out of memory: request limits keep their previous values");
+    }
     log_line l;
     log_begin(&l, RS_LOG_INFO, "config_reloaded");
     log_str(&l, "file", d->config_path);

@@ -50,6 +50,7 @@ struct ringside {
     const char *config_path;
     rs_config cfg;
     view view;
+    uint64_t epoch_floor; /* from a snapshot too old to serve: epochs stay above it */
     stats stats;
     server *srv;
     uv_signal_t sig_hup, sig_term, sig_int;

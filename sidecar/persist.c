@@ -486,6 +486,8 @@ persist_load(const char *dir, const char *ring_name, int64_t now, uint32_t max_a
     if (max_age_s != 0 && age > (int64_t)max_age_s) {
         rc = rs_error_set(err, -ESTALE, "%s/%s: snapshot is %lld s old (max %u s); not loaded", dir,
                           n.target, (long long)age, max_age_s);
+        *out = s; /* for its epoch: the next one must still be higher */
+        memset(&s, 0, sizeof(s));
         goto out;
     }
     *out = s;

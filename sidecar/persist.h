@@ -31,7 +31,7 @@ int persist_write(const char *dir, const char *ring_name, const rs_state *s, rs_
  * never loaded). now is the current unix time (injectable for tests); max_age_s 0 means
  * no age limit. A written_at in the future (clock skew) is accepted and counts as age 0:
  * the snapshot is still the last known ring and is reconciled with Consul right after.
- * Returns 0 on success; otherwise *out is zeroed and err filled:
+ * Returns 0 on success; otherwise *out is zeroed (but see -ESTALE) and err filled:
  *   -ENOENT  no snapshot (no dir or no file);
  *   -EINVAL, -EBADMSG, -EPROTONOSUPPORT  the file is corrupt, foreign (including a state
  *            of another ring), larger than RS_STATE_MAX_BYTES, has a bad checksum or an
@@ -39,7 +39,9 @@ int persist_write(const char *dir, const char *ring_name, const rs_state *s, rs_
  *            in dir (at most RS_PERSIST_CORRUPT_KEEP such files are kept, oldest deleted)
  *            and err says "<path> set aside as <new name>: <reason>", so the next load
  *            returns -ENOENT;
- *   -ESTALE  now - written_at > max_age_s: the file stays in place, err gives its age;
+ *   -ESTALE  now - written_at > max_age_s: the file stays in place, err gives its age,
+ *            and *out still holds the decoded state (the caller must rs_state_free it):
+ *            too old to serve, its epoch still bounds the next one from below;
  *   -ENAMETOOLONG, -ENOMEM, or the -errno of a failing open/read (file left in place).
  * A path that exists but is not a regular file is reported as -EINVAL and left alone. */
 int persist_load(const char *dir, const char *ring_name, int64_t now, uint32_t max_age_s,

@@ -76,6 +76,24 @@ set_state(conn *c, conn_state next) {
     c->state = next;
 }
 
+static void update_limits(server *s);
+
+int
+server_reconfigure(server *s) {
+    size_t cap = s->d->cfg.max_keys_per_request + MAX_EXTRA_ARGS;
+    if (cap != s->argv_cap) {
+        /* Only used while a request is parsed and answered, never across callbacks. */
+        rs_resp_arg *argv = realloc(s->argv, cap * sizeof(*argv));
+        if (argv == NULL) {
+            return -ENOMEM;
+        }
+        s->argv = argv;
+        s->argv_cap = cap;
+    }
+    update_limits(s);
+    return 0;
+}
+
 static void
 update_limits(server *s) {
     const rs_config *cfg = &s->d->cfg;

@@ -19,6 +19,10 @@ void server_stop(server *s, void (*done)(ringside *d));
 /* Close every connection now (the stop deadline passed). */
 void server_force_close(server *s);
 
+/* Take the limits of a reloaded config (keys per request, key and request bytes).
+ * Returns 0, or -ENOMEM with the previous limits kept. */
+int server_reconfigure(server *s);
+
 /* Push "<epoch> <fingerprint>" to every SUBSCRIBE ring client. */
 void server_publish(server *s);
 
