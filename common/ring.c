@@ -250,6 +250,22 @@ sort_points(uint64_t *items, uint32_t n) {
     return 0;
 }
 
+/* Decimal digits of v at out (no NUL); returns their count. Rebuilds format one number
+ * per MD5, where snprintf would cost a third of the build. */
+static size_t
+format_u32(char *out, uint32_t v) {
+    char tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = tmp[n - 1 - i];
+    }
+    return n;
+}
+
 /* Points per server exactly as twemproxy computes them: float32 share, then
  * floorf(share * 160 / 4 * n + 1e-10) * 4, where the addition happens in double. */
 static uint32_t
@@ -291,8 +307,8 @@ build_ketama(rs_ring *r, rs_error *err) {
         memcpy(buf, n->id, idlen);
         buf[idlen] = '-';
         for (uint32_t h = 0; h < n->points / KETAMA_POINTS_PER_HASH; h++) {
-            int len = snprintf(buf + idlen + 1, sizeof(buf) - idlen - 1, "%u", h);
-            rs_md5(buf, idlen + 1 + (size_t)len, digest);
+            size_t len = format_u32(buf + idlen + 1, h);
+            rs_md5(buf, idlen + 1 + len, digest);
             for (int w = 0; w < KETAMA_POINTS_PER_HASH; w++) {
                 const unsigned char *d = digest + 4 * w;
                 uint32_t v = (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 |
