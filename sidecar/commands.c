@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "rs_hash.h"
+#include "source.h"
 
 static const char *const cmd_names[CMD_COUNT] = {
     [CMD_PING] = "ping",           [CMD_LOOKUP] = "lookup",
@@ -232,7 +233,7 @@ do_ring(reply *r) {
     char imbalance[32];
     const rs_ring_params *p = v->ring ? rs_ring_params_of(v->ring) : NULL;
     snprintf(imbalance, sizeof(imbalance), "%.4f", v->ring ? rs_ring_imbalance(v->ring) : 0.0);
-    r_array(r, 17 * 2);
+    r_array(r, 19 * 2);
     r_field_str(r, "name", r->d->cfg.ring_name);
     r_field_int(r, "epoch", (long long)v->epoch);
     r_field_str(r, "fingerprint", v->ring ? rs_ring_fingerprint(v->ring) : "");
@@ -250,6 +251,8 @@ do_ring(reply *r) {
     r_field_str(r, "source", v->source);
     r_field_int(r, "consul_index", (long long)v->consul_index);
     r_field_int(r, "last_change", v->last_change);
+    r_field_str(r, "held", source_held_fingerprint(r->d->src));
+    r_field_str(r, "held_reason", source_held_reason(r->d->src));
 }
 
 static void
@@ -348,6 +351,7 @@ do_info(reply *r, const cmd_client *client) {
         }
     }
     fprintf(f, "error_replies:%" PRIu64 "\r\n", d->stats.errors);
+    source_info(d->src, f);
     fprintf(f,
             "\r\n# Persistence\r\nstate_dir:%s\r\nstate_writes:%" PRIu64
             "\r\nstate_write_failures:%" PRIu64 "\r\nrebuilds:%" PRIu64

@@ -16,6 +16,7 @@
 #include "persist.h"
 #include "rs_state.h"
 #include "server.h"
+#include "source.h"
 
 #define STOP_DEADLINE_MS 3000
 
@@ -218,7 +219,8 @@ log_health_change(const view *old, const view *v) {
  * from the current one. Takes ownership of ring and healthy. Returns true if the
  * view changed (epoch bumped). */
 static bool
-install(ringside *d, rs_ring *ring, uint8_t *healthy, const char *source, uint64_t min_epoch) {
+install(ringside *d, rs_ring *ring, uint8_t *healthy, const char *source, uint64_t min_epoch,
+        uint64_t consul_index) {
     view *cur = &d->view;
     size_t n = rs_ring_node_count(ring);
     bool same_ring =
@@ -227,6 +229,7 @@ install(ringside *d, rs_ring *ring, uint8_t *healthy, const char *source, uint64
     if (same_ring && same_health && cur->policy == d->cfg.health_policy) {
         /* Confirmed by its source: a snapshot view becomes that source's view. */
         snprintf(cur->source, sizeof(cur->source), "%s", source);
+        cur->consul_index = consul_index;
         uint8_t *usable = malloc(n ? n : 1);
         if (usable != NULL) {
             /* The panic threshold may have changed on reload: recompute quietly. */
@@ -254,7 +257,7 @@ install(ringside *d, rs_ring *ring, uint8_t *healthy, const char *source, uint64
     rs_health_compute(ring, healthy, next.policy, d->cfg.panic_threshold, usable, &next.health);
     next.epoch = (cur->epoch > min_epoch ? cur->epoch : min_epoch) + 1;
     next.last_change = unix_now();
-    next.consul_index = cur->consul_index;
+    next.consul_index = consul_index;
     snprintf(next.source, sizeof(next.source), "%s", source);
     if (!same_ring) {
         d->stats.rebuilds++;
@@ -296,8 +299,22 @@ daemon_apply(ringside *d, const rs_ring_params *p, const rs_node *nodes, const u
             h[j] = healthy == NULL || healthy[i];
         }
     }
-    install(d, ring, h, source, d->epoch_floor);
+    install(d, ring, h, source, d->epoch_floor, d->view.consul_index);
     return 0;
+}
+
+void
+daemon_install(ringside *d, rs_ring *ring, const uint8_t *healthy, const char *source,
+               uint64_t consul_index) {
+    size_t n = rs_ring_node_count(ring);
+    uint8_t *h = malloc(n ? n : 1);
+    if (h == NULL) {
+        rs_ring_unref(ring);
+        log_msg(RS_LOG_ERROR, "update_rejected", "reason", "out of memory");
+        return;
+    }
+    memcpy(h, healthy, n);
+    install(d, ring, h, source, d->epoch_floor, consul_index);
 }
 
 static int
@@ -430,6 +447,14 @@ on_stop_deadline(uv_timer_t *t) {
     server_force_close(d->srv);
 }
 
+/* The server and the Consul watches close in parallel; the last one finishes. */
+static void
+part_stopped(ringside *d) {
+    if (--d->closing == 0) {
+        finish_stop(d);
+    }
+}
+
 static void
 daemon_stop(ringside *d, const char *why) {
     if (d->stopping) {
@@ -438,7 +463,11 @@ daemon_stop(ringside *d, const char *why) {
     d->stopping = true;
     log_msg(RS_LOG_INFO, "stopping", "signal", why);
     uv_timer_start(&d->stop_timer, on_stop_deadline, STOP_DEADLINE_MS, 0);
-    server_stop(d->srv, finish_stop);
+    d->closing = d->src != NULL ? 2 : 1;
+    if (d->src != NULL) {
+        source_stop(d->src, part_stopped);
+    }
+    server_stop(d->srv, part_stopped);
 }
 
 static void
@@ -470,11 +499,19 @@ reload(ringside *d) {
         snprintf(next.state_dir, sizeof(next.state_dir), "%s", d->cfg.state_dir);
         next.source = d->cfg.source;
     }
+    if (d->cfg.source != RS_SOURCE_STATIC &&
+        memcmp(&next.consul, &d->cfg.consul, sizeof(next.consul)) != 0) {
+        log_msg(RS_LOG_WARN, "config_restart_needed", "fields",
+                "membership.consul keeps its running values until a restart");
+        next.consul = d->cfg.consul;
+    }
     rs_config old = d->cfg;
     d->cfg = next;
     log_configure(d->cfg.log_level, d->cfg.log_format);
     if (d->cfg.source == RS_SOURCE_STATIC) {
         rc = apply_static(d, &err);
+    } else if (d->src != NULL) {
+        source_refresh(d->src); /* the file's ring parameters are KV config's base */
     }
     if (rc != 0) {
         d->stats.config_reload_failures++;
@@ -547,13 +584,30 @@ daemon_run(const char *config_path) {
     if (d.cfg.source == RS_SOURCE_STATIC) {
         rc = apply_static(&d, &err);
     } else {
-        log_msg(RS_LOG_WARN, "source_unavailable", "reason",
-                "Consul membership is not built yet; serving the snapshot only");
+        /* Consul: serve the snapshot now and reconcile once Consul answers. Without a
+         * snapshot, static nodes in the file (if any) serve meanwhile. */
+        if (d.view.ring == NULL && d.cfg.n_nodes > 0) {
+            rc = apply_static(&d, &err);
+        }
+        if (rc == 0) {
+            rc = source_start(&d, &err);
+        }
+        if (rc != 0) {
+            log_msg(RS_LOG_ERROR, "startup_failed", "reason", err.msg);
+            server_stop(d.srv, NULL);
+            uv_run(&loop, UV_RUN_DEFAULT);
+            server_free(d.srv);
+            view_free(&d.view);
+            rs_config_free(&d.cfg);
+            uv_loop_close(&loop);
+            return 1;
+        }
     }
     /* A snapshot-only view with a bad static config still serves; with nothing at all,
      * lookups answer NORING until a ring arrives. */
-    if (rc != 0 && d.view.ring == NULL) {
-        log_msg(RS_LOG_ERROR, "no_ring", "reason", err.msg);
+    if (d.view.ring == NULL) {
+        log_msg(RS_LOG_WARN, "no_ring", "reason",
+                rc != 0 ? err.msg : "no snapshot yet: lookups answer NORING until Consul does");
     }
 
     uv_timer_init(&loop, &d.stop_timer);

@@ -44,6 +44,7 @@ typedef struct stats {
 
 typedef struct ringside ringside;
 typedef struct server server;
+typedef struct consul_source consul_source;
 
 struct ringside {
     uv_loop_t *loop;
@@ -53,6 +54,8 @@ struct ringside {
     uint64_t epoch_floor; /* from a snapshot too old to serve: epochs stay above it */
     stats stats;
     server *srv;
+    consul_source *src; /* Consul watches; NULL for static membership */
+    int closing;        /* handles still closing during a stop */
     uv_signal_t sig_hup, sig_term, sig_int;
     uv_timer_t stop_timer;
     bool stopping;
@@ -69,6 +72,11 @@ int daemon_run(const char *config_path);
  * Returns 0 (applied or unchanged) or a negative code with err filled (old view kept). */
 int daemon_apply(ringside *d, const rs_ring_params *p, const rs_node *nodes, const uint8_t *healthy,
                  size_t n, const char *source, rs_error *err);
+
+/* The same for a ring the caller built: takes ownership of ring; healthy[i] belongs to
+ * ring node i (the caller keeps the array). consul_index is recorded in the view. */
+void daemon_install(ringside *d, rs_ring *ring, const uint8_t *healthy, const char *source,
+                    uint64_t consul_index);
 
 uint64_t daemon_now_ms(const ringside *d);
 

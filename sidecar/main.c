@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
+
 #include "daemon.h"
 #include "rs_config.h"
 
@@ -90,5 +92,12 @@ main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    return daemon_run(config);
+    /* libcurl's global state, once, before any thread or handle exists. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        fprintf(stderr, "ringside: libcurl failed to initialise\n");
+        return 1;
+    }
+    int rc = daemon_run(config);
+    curl_global_cleanup();
+    return rc;
 }

@@ -1,5 +1,7 @@
 /* ringctl: the operator's command line. Offline commands (simulate, place, check-config)
- * use libringside in process; daemon commands talk RESP to ringside's socket via hiredis. */
+ * use libringside in process; daemon commands talk RESP to ringside's socket via hiredis;
+ * Consul commands (node ..., ring set|show|confirm) edit the ring's KV prefix with
+ * check-and-set writes, validated by the sidecars' own parser first. */
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
@@ -13,12 +15,15 @@
 #include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "consul_cli.h"
 #include "rs_config.h"
 #include "rs_hash.h"
+#include "rs_membership.h"
 #include "rs_ring.h"
 
 #ifndef RINGSIDE_VERSION
@@ -43,6 +48,18 @@ usage_main(FILE *f) {
                "  ping           check that the daemon answers\n"
                "  dump           print the ring's parameters, nodes and health as JSON\n"
                "\n"
+               "Consul commands (edit the ring's KV prefix; every sidecar follows):\n"
+               "  node add ID ADDRESS [--weight W] [--zone Z] [--disabled]\n"
+               "  node remove ID\n"
+               "  node disable ID | node enable ID\n"
+               "  node set ID [--weight W] [--zone Z] [--address A]\n"
+               "  ring set [--algorithm A] [--hash H] [--replicas N] [--hash-tag XY]\n"
+               "           [--force true|false] [--max-removal-fraction F]\n"
+               "  ring show      the prefix as the sidecars see it, and its ring's fingerprint\n"
+               "  ring confirm   apply an update held by the mass-removal guard, fleet-wide\n"
+               "                 (they take --consul URL, --prefix P | --ring NAME,\n"
+               "                 --token-file F, --ca-file F, --json)\n"
+               "\n"
                "Offline commands (no daemon, no Consul):\n"
                "  simulate       show how many keys move when nodes join or leave, per\n"
                "                 algorithm, next to the modulo baseline\n"
@@ -53,8 +70,9 @@ usage_main(FILE *f) {
                "                 $RINGSIDE_SOCKET, else " DEFAULT_SOCKET ")\n"
                "  --version      print the version\n"
                "\n"
-               "Run 'ringctl COMMAND --help' for a command's options; lookup, route, ring, nodes\n"
-               "and watch take --json. Exit codes: 0 ok, 1 failure, 2 usage error.\n");
+               "Run 'ringctl COMMAND --help' (or 'ringctl node add --help', ...) for a command's\n"
+               "options; lookup, route, ring, nodes, watch and the Consul commands take --json.\n"
+               "Exit codes: 0 ok, 1 failure, 2 usage error.\n");
 }
 
 static void
@@ -943,15 +961,17 @@ usage_route(FILE *f) {
 
 static void
 usage_ring(FILE *f) {
-    fprintf(f, "usage: ringctl ring [--socket PATH] [--json]\n"
-               "\n"
-               "Prints the daemon's ring summary (RING) as 'field: value' lines: name, epoch,\n"
-               "fingerprint, algorithm, hash, replicas, node counts, points, imbalance, panic,\n"
-               "source, Consul index, last change.\n"
-               "\n"
-               "  --socket PATH    the daemon's socket (default $RINGSIDE_SOCKET, else\n"
-               "                   " DEFAULT_SOCKET ")\n"
-               "  --json           one JSON object with the same fields\n");
+    fprintf(f,
+            "usage: ringctl ring [--socket PATH] [--json]\n"
+            "       ringctl ring set|show|confirm ...   (Consul: see 'ringctl ring show --help')\n"
+            "\n"
+            "Prints the daemon's ring summary (RING) as 'field: value' lines: name, epoch,\n"
+            "fingerprint, algorithm, hash, replicas, node counts, points, imbalance, panic,\n"
+            "source, Consul index, last change.\n"
+            "\n"
+            "  --socket PATH    the daemon's socket (default $RINGSIDE_SOCKET, else\n"
+            "                   " DEFAULT_SOCKET ")\n"
+            "  --json           one JSON object with the same fields\n");
 }
 
 static void
@@ -1832,6 +1852,1609 @@ cmd_check_config(int argc, char **argv) {
     return rc;
 }
 
+/* ---- Consul commands: node add|remove|disable|enable|set, ring set|show|confirm ---- */
+
+#define DEFAULT_PREFIX "ringside/default"
+#define PREFIX_MAX 256
+#define KEY_MAX (PREFIX_MAX + RS_ID_MAX + 16)
+#define KV_JSON_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
+/* Test-only: sleep this many ms between reading a key and writing it back, after saying so
+ * on stderr, so that tests can change the key in between (a CAS conflict). */
+#define TEST_PAUSE_ENV "RINGCTL_TEST_PAUSE_BEFORE_WRITE"
+#define DEFAULT_MAX_REMOVAL 0.5 /* SPEC §4.2: the guard's default */
+
+enum {
+    OPT_CONSUL = 1000,
+    OPT_PREFIX,
+    OPT_RING,
+    OPT_TOKEN_FILE,
+    OPT_CA_FILE,
+    OPT_JSON,
+    OPT_HELP,
+    OPT_WEIGHT,
+    OPT_ZONE,
+    OPT_ADDRESS,
+    OPT_DISABLED,
+    OPT_ALGORITHM,
+    OPT_HASH,
+    OPT_REPLICAS,
+    OPT_HASH_TAG,
+    OPT_FORCE,
+    OPT_MAX_REMOVAL,
+    OPT_YES,
+    OPT_FINGERPRINT,
+};
+
+#define KV_COMMON_OPTIONS                                                                          \
+    {"consul", required_argument, NULL, OPT_CONSUL},                                               \
+        {"prefix", required_argument, NULL, OPT_PREFIX},                                           \
+        {"ring", required_argument, NULL, OPT_RING},                                               \
+        {"token-file", required_argument, NULL, OPT_TOKEN_FILE},                                   \
+        {"ca-file", required_argument, NULL, OPT_CA_FILE}, {"json", no_argument, NULL, OPT_JSON},  \
+    {                                                                                              \
+        "help", no_argument, NULL, OPT_HELP                                                        \
+    }
+
+#define KV_COMMON_HELP                                                                             \
+    "Consul options (every Consul command):\n"                                                     \
+    "  --consul URL        the Consul agent (default $CONSUL_HTTP_ADDR, with or without\n"         \
+    "                      scheme: http, or https when CONSUL_HTTP_SSL=true; else\n"               \
+    "                      " CONSUL_CLI_DEFAULT_ADDRESS ")\n"                                      \
+    "  --prefix P          the ring's KV prefix (default $RINGSIDE_KV_PREFIX, else\n"              \
+    "                      " DEFAULT_PREFIX ")\n"                                                  \
+    "  --ring NAME         same as --prefix ringside/NAME\n"                                       \
+    "  --token-file F      ACL token file (default $CONSUL_HTTP_TOKEN_FILE, else the token\n"      \
+    "                      in $CONSUL_HTTP_TOKEN); sent as X-Consul-Token, never printed\n"        \
+    "  --ca-file F         CA bundle for https (default $CONSUL_CACERT)\n"                         \
+    "  --json              print a JSON object instead of a line\n"
+
+static void
+usage_node(FILE *f) {
+    fprintf(f, "usage: ringctl node add ID ADDRESS [--weight W] [--zone Z] [--disabled]\n"
+               "       ringctl node remove ID\n"
+               "       ringctl node disable ID\n"
+               "       ringctl node enable ID\n"
+               "       ringctl node set ID [--weight W] [--zone Z] [--address A]\n"
+               "\n"
+               "Changes a node of the ring in Consul KV (<prefix>/nodes/<ID>); every sidecar\n"
+               "watching the prefix follows. Values are validated as the sidecars validate\n"
+               "them before anything is written, and written with check-and-set: an edit made\n"
+               "by someone else in between is never overwritten (exit 1, nothing written).\n"
+               "Run 'ringctl node SUBCOMMAND --help' for details.\n");
+}
+
+static void
+usage_node_add(FILE *f) {
+    fprintf(f,
+            "usage: ringctl node add ID ADDRESS [--weight W] [--zone Z] [--disabled]\n"
+            "                        [Consul options]\n"
+            "\n"
+            "Creates <prefix>/nodes/ID = {\"address\",\"weight\",\"zone\",\"enabled\"}; fails\n"
+            "if the node exists (use 'node set').\n"
+            "\n"
+            "  --weight W          1..%d (default 1)\n"
+            "  --zone Z            failure domain (default none)\n"
+            "  --disabled          add it disabled: in the KV, out of the ring\n"
+            "\n" KV_COMMON_HELP,
+            RS_WEIGHT_MAX);
+}
+
+static void
+usage_node_remove(FILE *f) {
+    fprintf(f, "usage: ringctl node remove ID [Consul options]\n"
+               "\n"
+               "Deletes <prefix>/nodes/ID (check-and-set on the value just read). A removal\n"
+               "of more than max_removal_fraction of the enabled nodes is held by the sidecars\n"
+               "until 'ringctl ring confirm'.\n"
+               "\n" KV_COMMON_HELP);
+}
+
+static void
+usage_node_enable(FILE *f) {
+    fprintf(f, "usage: ringctl node disable ID [Consul options]\n"
+               "       ringctl node enable ID [Consul options]\n"
+               "\n"
+               "Sets \"enabled\" of <prefix>/nodes/ID: a disabled node keeps its entry but\n"
+               "leaves the ring. Nothing is written when the node is already in that state.\n"
+               "\n" KV_COMMON_HELP);
+}
+
+static void
+usage_node_set(FILE *f) {
+    fprintf(f,
+            "usage: ringctl node set ID [--weight W] [--zone Z] [--address A]\n"
+            "                      [Consul options]\n"
+            "\n"
+            "Changes fields of <prefix>/nodes/ID, keeping the others. Changing the address\n"
+            "moves no key.\n"
+            "\n"
+            "  --weight W          1..%d\n"
+            "  --zone Z            failure domain ('' removes it)\n"
+            "  --address A         host:port (or [v6]:port) returned to clients\n"
+            "\n" KV_COMMON_HELP,
+            RS_WEIGHT_MAX);
+}
+
+static void
+usage_ring_set(FILE *f) {
+    fprintf(f,
+            "usage: ringctl ring set [--algorithm A] [--hash H] [--replicas N] [--hash-tag XY]\n"
+            "                        [--force true|false] [--max-removal-fraction F]\n"
+            "                        [Consul options]\n"
+            "\n"
+            "Changes fields of <prefix>/config, keeping the others. A field absent from the\n"
+            "KV config comes from each sidecar's config file.\n"
+            "\n"
+            "  --algorithm A             ketama or modula\n"
+            "  --hash H                  one_at_a_time md5 crc16 crc32 crc32a fnv1_64 fnv1a_64\n"
+            "                            fnv1_32 fnv1a_32 hsieh murmur jenkins xxh3\n"
+            "  --replicas N              distinct nodes a lookup may return (1..%d)\n"
+            "  --hash-tag XY             hash only the part of a key between X and Y ('' for\n"
+            "                            none)\n"
+            "  --force true|false        true: sidecars apply every update, even one the\n"
+            "                            mass-removal guard would hold (set it back to false)\n"
+            "  --max-removal-fraction F  hold an update that removes more than this fraction\n"
+            "                            of the enabled nodes (0 < F <= 1)\n"
+            "\n" KV_COMMON_HELP,
+            RS_REPLICAS_MAX);
+}
+
+static void
+usage_ring_show(FILE *f) {
+    fprintf(f, "usage: ringctl ring show [Consul options]\n"
+               "\n"
+               "Reads the KV prefix and shows it as the sidecars see it: parameters (the KV\n"
+               "config over the defaults), force, max_removal_fraction, the confirmed\n"
+               "fingerprint, the nodes with their share, the keys the sidecars reject and why,\n"
+               "and the fingerprint of the ring they would build. Without a KV config the\n"
+               "parameters shown are the defaults; sidecars use their config file's.\n"
+               "\n" KV_COMMON_HELP);
+}
+
+static void
+usage_ring_confirm(FILE *f) {
+    fprintf(f, "usage: ringctl ring confirm [--yes] [--fingerprint FP] [Consul options]\n"
+               "\n"
+               "Applies an update the sidecars hold (the mass-removal guard) fleet-wide: builds\n"
+               "the ring from the KV prefix exactly as the sidecars do, prints it, and writes\n"
+               "<prefix>/confirm = {\"fingerprint\":\"<fingerprint>\"}. A sidecar holding an\n"
+               "update with that fingerprint applies it.\n"
+               "\n"
+               "  --yes               do not ask (required when stdin is not a terminal)\n"
+               "  --fingerprint FP    confirm FP (16 hex digits, e.g. from a sidecar's\n"
+               "                      /v1/status) instead of the one computed here: needed when\n"
+               "                      the prefix has no config and the sidecars' files set other\n"
+               "                      ring parameters than the defaults\n"
+               "\n" KV_COMMON_HELP);
+}
+
+typedef struct kv_opts {
+    consul_cli_settings consul;
+    const char *prefix_opt, *ring_opt;
+    char prefix[PREFIX_MAX]; /* resolved, no leading or trailing '/' */
+    bool json;
+} kv_opts;
+
+/* Takes the options every Consul command shares. Returns true when c was one. */
+static bool
+kv_common_opt(int c, const char *arg, kv_opts *o) {
+    switch (c) {
+    case OPT_CONSUL:
+        o->consul.address = arg;
+        return true;
+    case OPT_PREFIX:
+        o->prefix_opt = arg;
+        return true;
+    case OPT_RING:
+        o->ring_opt = arg;
+        return true;
+    case OPT_TOKEN_FILE:
+        o->consul.token_file = arg;
+        return true;
+    case OPT_CA_FILE:
+        o->consul.ca_file = arg;
+        return true;
+    case OPT_JSON:
+        o->json = true;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The prefix from --prefix, --ring, $RINGSIDE_KV_PREFIX or the default, checked as the
+ * daemon checks membership.consul.kv_prefix. Returns -1 to go on, else the exit code. */
+static int
+kv_resolve(kv_opts *o, void (*usage)(FILE *)) {
+    if (o->prefix_opt != NULL && o->ring_opt != NULL) {
+        return usage_error(usage, "%s", "--prefix and --ring exclude each other");
+    }
+    const char *env = getenv("RINGSIDE_KV_PREFIX");
+    const char *what = "--prefix";
+    int n;
+    if (o->ring_opt != NULL) {
+        if (o->ring_opt[0] == '\0' || strchr(o->ring_opt, '/') != NULL) {
+            return usage_error(usage, "--ring: expected a ring name without '/', got '%s'",
+                               o->ring_opt);
+        }
+        n = snprintf(o->prefix, sizeof(o->prefix), "ringside/%s", o->ring_opt);
+        what = "--ring";
+    } else {
+        const char *p = o->prefix_opt;
+        if (p == NULL && env != NULL && env[0] != '\0') {
+            p = env;
+            what = "RINGSIDE_KV_PREFIX";
+        }
+        n = snprintf(o->prefix, sizeof(o->prefix), "%s", p != NULL ? p : DEFAULT_PREFIX);
+    }
+    if (n < 0 || (size_t)n >= sizeof(o->prefix)) {
+        return usage_error(usage, "%s: too long (max %d bytes)", what, PREFIX_MAX - 1);
+    }
+    size_t len = (size_t)n;
+    if (len > 1 && o->prefix[len - 1] == '/') {
+        o->prefix[--len] = '\0';
+    }
+    bool ok = len > 0 && o->prefix[0] != '/' && o->prefix[len - 1] != '/' &&
+              strpbrk(o->prefix, "?#%") == NULL;
+    for (size_t i = 0; ok && i < len; i++) {
+        ok = o->prefix[i] > ' ' && o->prefix[i] < 0x7f;
+    }
+    if (!ok) {
+        return usage_error(usage,
+                           "%s: must be a KV path like \"ringside/sessions\" (no leading '/', "
+                           "spaces, '?', '#' or '%%'), got '%s'",
+                           what, o->prefix);
+    }
+    return -1;
+}
+
+static consul_cli *
+kv_connect(const kv_opts *o) {
+    consul_cli *c = NULL;
+    rs_error err;
+    if (consul_cli_new(&o->consul, &c, &err) != 0) {
+        fprintf(stderr, "%s: %s\n", progname, err.msg);
+        return NULL;
+    }
+    return c;
+}
+
+/* KV values are JSON, which carries only UTF-8. */
+static bool
+is_utf8(const char *s) {
+    json_t *j = json_string(s);
+    json_decref(j);
+    return j != NULL;
+}
+
+/* The command's ID operand: exactly one, or ID and ADDRESS for add. */
+static int
+kv_operands(int argc, char **argv, int want, void (*usage)(FILE *)) {
+    if (argc - optind < want) {
+        return usage_error(usage, "%s", want == 2 ? "expected ID and ADDRESS" : "expected an ID");
+    }
+    if (argc - optind > want) {
+        return usage_error(usage, "unexpected argument '%s'", argv[optind + want]);
+    }
+    for (int i = optind; i < optind + want; i++) {
+        if (argv[i][0] == '\0' || !is_utf8(argv[i])) {
+            return usage_error(usage, "%s must not be empty and must be UTF-8",
+                               i == optind ? "ID" : "ADDRESS");
+        }
+    }
+    if (strlen(argv[optind]) > RS_ID_MAX) {
+        fprintf(stderr, "%s: node id is too long (%zu bytes, max %d)\n", progname,
+                strlen(argv[optind]), RS_ID_MAX);
+        return 1;
+    }
+    return -1;
+}
+
+static void
+test_pause(const char *rel, uint64_t index) {
+    const char *v = getenv(TEST_PAUSE_ENV);
+    uint32_t ms;
+    if (v == NULL || parse_u32(v, 1, 600000, &ms) != 0) {
+        return;
+    }
+    fprintf(stderr,
+            "%s: test pause (" TEST_PAUSE_ENV "): read %s at index %llu, writing in %u ms\n",
+            progname, rel, (unsigned long long)index, ms);
+    fflush(stderr);
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Writes value (NULL: deletes) to <prefix>/<rel> if its ModifyIndex is still cas (0: if it
+ * does not exist). Returns 0, or 1 having printed why: unreachable, HTTP error, or a
+ * concurrent edit (Consul answered false: nothing was written). */
+static int
+kv_write(consul_cli *cli, const kv_opts *o, const char *rel, const char *value, uint64_t cas) {
+    char key[KEY_MAX];
+    snprintf(key, sizeof(key), "%s/%s", o->prefix, rel);
+    test_pause(rel, cas);
+    rs_error err;
+    bool done = false;
+    if (consul_cli_kv_cas(cli, key, value, value != NULL ? strlen(value) : 0, cas, &done, &err) !=
+        0) {
+        fprintf(stderr, "%s: %s\n", progname, err.msg);
+        return 1;
+    }
+    if (done) {
+        return 0;
+    }
+    if (cas == 0) {
+        fprintf(stderr,
+                "%s: %s was created in Consul while this edit was being made (someone else "
+                "added it); nothing was written — re-run to see it\n",
+                progname, rel);
+    } else {
+        fprintf(stderr,
+                "%s: %s changed in Consul while this edit was being made (someone else edited "
+                "it); nothing was written — re-run to apply on top of the new value\n",
+                progname, rel);
+    }
+    return 1;
+}
+
+/* Reads <prefix>/<rel>. Returns 0 or 1 (printed). */
+static int
+kv_read(consul_cli *cli, const kv_opts *o, const char *rel, consul_kv *kv) {
+    char key[KEY_MAX];
+    snprintf(key, sizeof(key), "%s/%s", o->prefix, rel);
+    rs_error err;
+    if (consul_cli_kv_get(cli, key, kv, &err) != 0) {
+        fprintf(stderr, "%s: %s\n", progname, err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* What the sidecars make of <prefix>/<rel> = value: their own KV parser
+ * (rs_kv_to_membership, fresh memo) run on a one-key listing. Returns 0 with *m filled
+ * (caller frees), or -EINVAL with the sidecars' reason in why. */
+static int
+sidecar_view(const char *prefix, const char *rel, const char *value, rs_membership *m, char *why,
+             size_t cap) {
+    char key[KEY_MAX];
+    snprintf(key, sizeof(key), "%s/%s", prefix, rel);
+    *m = (rs_membership){0};
+    rs_kv_memo *memo = NULL;
+    char *b64 = consul_cli_base64(value, strlen(value));
+    json_t *listing =
+        b64 == NULL ? NULL
+                    : json_pack("[{s:s, s:s, s:i, s:i, s:i, s:i}]", "Key", key, "Value", b64,
+                                "Flags", 0, "LockIndex", 0, "CreateIndex", 1, "ModifyIndex", 1);
+    char *body = listing != NULL ? json_dumps(listing, JSON_COMPACT) : NULL;
+    int rc = -ENOMEM;
+    snprintf(why, cap, "out of memory");
+    if (body != NULL && rs_kv_memo_new(&memo) == 0) {
+        rs_ring_params base;
+        rs_ring_params_init(&base);
+        rs_error err = {{0}};
+        rc = rs_kv_to_membership(memo, body, strlen(body), prefix, &base, DEFAULT_MAX_REMOVAL, m,
+                                 &err);
+        if (rc != 0) {
+            snprintf(why, cap, "%s", err.msg);
+        } else if (m->n_rejections_total > 0) {
+            snprintf(why, cap, "%s",
+                     m->n_rejections > 0 ? m->rejections[0].reason : "rejected by the sidecars");
+            rc = -EINVAL;
+        }
+    }
+    rs_kv_memo_free(memo);
+    free(body);
+    json_decref(listing);
+    free(b64);
+    if (rc != 0) {
+        rs_membership_free(m);
+        *m = (rs_membership){0};
+    }
+    return rc;
+}
+
+/* The node a KV value describes, borrowing strings from obj; types and presence checked
+ * here, values by rs_node_validate. Returns 0, or -EINVAL with why. */
+static int
+node_from_json(const json_t *obj, const char *id, rs_node *n, char *why, size_t cap) {
+    *n = (rs_node){.id = id, .weight = 1, .enabled = true};
+    const json_t *v;
+    if (!json_is_object(obj)) {
+        snprintf(why, cap, "the value is not a JSON object");
+        return -EINVAL;
+    }
+    if (!json_is_string(v = json_object_get(obj, "address"))) {
+        snprintf(why, cap, "%s", v == NULL ? "address is missing" : "address must be a string");
+        return -EINVAL;
+    }
+    n->address = json_string_value(v);
+    if ((v = json_object_get(obj, "weight")) != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > (json_int_t)UINT32_MAX) {
+            snprintf(why, cap, "weight must be an integer between 1 and %d", RS_WEIGHT_MAX);
+            return -EINVAL;
+        }
+        n->weight = (uint32_t)json_integer_value(v);
+    }
+    if ((v = json_object_get(obj, "zone")) != NULL) {
+        if (!json_is_string(v)) {
+            snprintf(why, cap, "zone must be a string");
+            return -EINVAL;
+        }
+        n->zone = json_string_value(v);
+    }
+    if ((v = json_object_get(obj, "enabled")) != NULL) {
+        if (!json_is_boolean(v)) {
+            snprintf(why, cap, "enabled must be true or false");
+            return -EINVAL;
+        }
+        n->enabled = json_is_true(v);
+    }
+    return 0;
+}
+
+/* Checks a node value before it is written: shape, rs_node_validate, then the sidecars'
+ * own parser. Returns 0, or 1 having printed "nodes/ID: <why>; nothing written". */
+static int
+node_check(const char *prefix, const char *id, const json_t *obj, const char *text) {
+    char why[512], rel[RS_ID_MAX + 16];
+    snprintf(rel, sizeof(rel), "nodes/%s", id);
+    rs_node n;
+    rs_error err = {{0}};
+    rs_membership m = {0};
+    int rc = node_from_json(obj, id, &n, why, sizeof(why));
+    if (rc == 0 && strchr(id, '/') != NULL) {
+        snprintf(why, sizeof(why), "id must not contain '/' (a node is one key under nodes/)");
+        rc = -EINVAL;
+    }
+    if (rc == 0 && (rc = rs_node_validate(&n, &err)) != 0) {
+        snprintf(why, sizeof(why), "%s", err.msg);
+    }
+    if (rc == 0 && (rc = sidecar_view(prefix, rel, text, &m, why, sizeof(why))) == 0) {
+        bool found = false;
+        for (size_t i = 0; i < m.n_nodes; i++) {
+            found |= strcmp(m.nodes[i].id, id) == 0;
+        }
+        if (!found) {
+            snprintf(why, sizeof(why), "the sidecars would not read this key as a node");
+            rc = -EINVAL;
+        }
+    }
+    rs_membership_free(&m);
+    if (rc != 0) {
+        fprintf(stderr, "%s: %s: %s; nothing written\n", progname, rel, why);
+        return 1;
+    }
+    return 0;
+}
+
+/* "127.0.0.1:6382 weight 1 zone a disabled" for a node value ("disabled" only with
+ * state), or its JSON when it does not describe a node. */
+static void
+node_describe(const json_t *obj, const char *id, bool state, char *out, size_t cap) {
+    rs_node n;
+    char why[128];
+    if (node_from_json(obj, id, &n, why, sizeof(why)) != 0) {
+        char *text = json_is_object(obj) ? json_dumps(obj, KV_JSON_FLAGS) : NULL;
+        snprintf(out, cap, "%s", text != NULL ? text : "(not a node value)");
+        free(text);
+        return;
+    }
+    snprintf(out, cap, "%s weight %u%s%s%s", n.address, n.weight,
+             n.zone != NULL && n.zone[0] != '\0' ? " zone " : "", n.zone != NULL ? n.zone : "",
+             n.enabled || !state ? "" : " disabled");
+}
+
+/* A KV value as JSON: parsed when it is JSON, else the raw text as a string. */
+static json_t *
+kv_value_json(const consul_kv *kv) {
+    json_t *v = json_loadb(kv->value, kv->len, JSON_DECODE_ANY, NULL);
+    return v != NULL ? v : jstr(kv->value, kv->len);
+}
+
+/* Prints the --json answer of a write: {"key","action","value","previous"}. Consumes value
+ * and previous (either may be NULL: null). */
+static int
+print_write_json(const kv_opts *o, const char *rel, const char *action, json_t *value,
+                 json_t *previous) {
+    char key[KEY_MAX];
+    snprintf(key, sizeof(key), "%s/%s", o->prefix, rel);
+    return print_json(json_pack("{s:s, s:s, s:o, s:o}", "key", key, "action", action, "value",
+                                value != NULL ? value : json_null(), "previous",
+                                previous != NULL ? previous : json_null()));
+}
+
+/* The current value of an existing key as a JSON object for read-modify-write. Returns
+ * the object, or NULL having printed why. */
+static json_t *
+kv_object(const consul_kv *kv, const char *rel, const char *hint) {
+    json_error_t jerr;
+    json_t *obj = json_loadb(kv->value, kv->len, JSON_REJECT_DUPLICATES, &jerr);
+    if (json_is_object(obj)) {
+        return obj;
+    }
+    json_decref(obj);
+    fprintf(stderr,
+            "%s: %s: the value in Consul is not a JSON object (%s), so it cannot be "
+            "edited field by field; %s\n",
+            progname, rel, obj == NULL ? jerr.text : "another JSON type", hint);
+    return NULL;
+}
+
+static int
+cmd_node_add(int argc, char **argv) {
+    static const struct option opts[] = {
+        KV_COMMON_OPTIONS,
+        {"weight", required_argument, NULL, OPT_WEIGHT},
+        {"zone", required_argument, NULL, OPT_ZONE},
+        {"disabled", no_argument, NULL, OPT_DISABLED},
+        {NULL, 0, NULL, 0},
+    };
+    kv_opts o = {0};
+    uint32_t weight = 1;
+    const char *zone = NULL;
+    bool disabled = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_WEIGHT:
+            if (parse_u32(optarg, 0, UINT32_MAX, &weight) != 0) {
+                return usage_error(usage_node_add,
+                                   "--weight: expected a positive integer, got '%s'", optarg);
+            }
+            break;
+        case OPT_ZONE:
+            if (!is_utf8(optarg)) {
+                return usage_error(usage_node_add, "%s", "--zone: not UTF-8");
+            }
+            zone = optarg;
+            break;
+        case OPT_DISABLED:
+            disabled = true;
+            break;
+        case OPT_HELP:
+            usage_node_add(stdout);
+            return 0;
+        default:
+            if (!kv_common_opt(c, optarg, &o)) {
+                usage_node_add(stderr);
+                return EXIT_USAGE;
+            }
+        }
+    }
+    int rc = kv_operands(argc, argv, 2, usage_node_add);
+    if (rc >= 0 || (rc = kv_resolve(&o, usage_node_add)) >= 0) {
+        return rc;
+    }
+    const char *id = argv[optind], *address = argv[optind + 1];
+    char rel[RS_ID_MAX + 16];
+    snprintf(rel, sizeof(rel), "nodes/%.*s", RS_ID_MAX + 1, id);
+    json_t *val = json_pack("{s:s, s:I}", "address", address, "weight", (json_int_t)weight);
+    char *text = NULL;
+    consul_cli *cli = NULL;
+    consul_kv kv = {0};
+    rc = 1;
+    if (val == NULL ||
+        (zone != NULL && zone[0] != '\0' &&
+         json_object_set_new(val, "zone", json_string(zone)) != 0) ||
+        json_object_set_new(val, "enabled", json_boolean(!disabled)) != 0 ||
+        (text = json_dumps(val, KV_JSON_FLAGS)) == NULL) {
+        fprintf(stderr, "%s: out of memory (or an argument is not UTF-8)\n", progname);
+        goto out;
+    }
+    if (node_check(o.prefix, id, val, text) != 0 || (cli = kv_connect(&o)) == NULL ||
+        kv_read(cli, &o, rel, &kv) != 0) {
+        goto out;
+    }
+    if (kv.exists) {
+        json_t *cur = kv_value_json(&kv);
+        char desc[512];
+        node_describe(cur, id, true, desc, sizeof(desc));
+        json_decref(cur);
+        fprintf(stderr, "%s: %s already exists (%s); use 'ringctl node set' to change it\n",
+                progname, rel, desc);
+        goto out;
+    }
+    if (kv_write(cli, &o, rel, text, 0) != 0) {
+        goto out;
+    }
+    if (o.json) {
+        rc = print_write_json(&o, rel, "added", json_incref(val), NULL);
+    } else {
+        char desc[512];
+        node_describe(val, id, true, desc, sizeof(desc));
+        printf("%s: added %s\n", rel, desc);
+        rc = 0;
+    }
+out:
+    consul_kv_free(&kv);
+    consul_cli_free(cli);
+    free(text);
+    json_decref(val);
+    return rc;
+}
+
+static int
+cmd_node_remove(int argc, char **argv) {
+    static const struct option opts[] = {KV_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
+    kv_opts o = {0};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == OPT_HELP) {
+            usage_node_remove(stdout);
+            return 0;
+        }
+        if (!kv_common_opt(c, optarg, &o)) {
+            usage_node_remove(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    int rc = kv_operands(argc, argv, 1, usage_node_remove);
+    if (rc >= 0 || (rc = kv_resolve(&o, usage_node_remove)) >= 0) {
+        return rc;
+    }
+    const char *id = argv[optind];
+    char rel[RS_ID_MAX + 16];
+    snprintf(rel, sizeof(rel), "nodes/%.*s", RS_ID_MAX + 1, id);
+    consul_cli *cli = NULL;
+    consul_kv kv = {0};
+    json_t *prev = NULL;
+    rc = 1;
+    if ((cli = kv_connect(&o)) == NULL || kv_read(cli, &o, rel, &kv) != 0) {
+        goto out;
+    }
+    if (!kv.exists) {
+        fprintf(stderr, "%s: %s does not exist under %s/ (see 'ringctl ring show')\n", progname,
+                rel, o.prefix);
+        goto out;
+    }
+    if (kv_write(cli, &o, rel, NULL, kv.modify_index) != 0) {
+        goto out;
+    }
+    prev = kv_value_json(&kv);
+    if (o.json) {
+        rc = print_write_json(&o, rel, "removed", NULL, prev);
+        prev = NULL;
+    } else {
+        char desc[512];
+        node_describe(prev, id, true, desc, sizeof(desc));
+        printf("%s: removed (was %s)\n", rel, desc);
+        rc = 0;
+    }
+out:
+    json_decref(prev);
+    consul_kv_free(&kv);
+    consul_cli_free(cli);
+    return rc;
+}
+
+/* The changes node set, enable and disable make; NULL / -1: unchanged. */
+typedef struct node_edit {
+    const char *address;
+    const char *zone; /* "" removes the zone */
+    bool set_weight;
+    uint32_t weight;
+    int enabled;
+} node_edit;
+
+/* A value in a change list: strings bare, "(none)" when absent, else compact JSON. */
+static char *
+change_text(const json_t *v) {
+    if (v == NULL) {
+        return strdup("(none)");
+    }
+    if (json_is_string(v)) {
+        return strdup(json_string_value(v)[0] ? json_string_value(v) : "\"\"");
+    }
+    return json_dumps(v, KV_JSON_FLAGS | JSON_ENCODE_ANY);
+}
+
+/* Appends ", field old -> new" to a change list. */
+static void
+note_change(char *buf, size_t cap, const char *field, const json_t *before, const json_t *after) {
+    char *b = change_text(before), *a = change_text(after);
+    size_t used = strlen(buf);
+    snprintf(buf + used, cap - used, "%s%s %s -> %s", used ? ", " : "", field, b ? b : "?",
+             a ? a : "?");
+    free(b);
+    free(a);
+}
+
+/* Read-modify-write of one node: node set, enable and disable. */
+static int
+node_modify(const kv_opts *o, const char *id, const node_edit *e, const char *action) {
+    char rel[RS_ID_MAX + 16];
+    snprintf(rel, sizeof(rel), "nodes/%.*s", RS_ID_MAX + 1, id);
+    consul_cli *cli = NULL;
+    consul_kv kv = {0};
+    json_t *obj = NULL, *prev = NULL;
+    char *text = NULL;
+    int rc = 1;
+    if ((cli = kv_connect(o)) == NULL || kv_read(cli, o, rel, &kv) != 0) {
+        goto out;
+    }
+    if (!kv.exists) {
+        fprintf(stderr,
+                "%s: %s does not exist under %s/; add it with 'ringctl node add %s ADDRESS'\n",
+                progname, rel, o->prefix, id);
+        goto out;
+    }
+    char hint[RS_ID_MAX * 2 + 96];
+    snprintf(hint, sizeof(hint),
+             "replace it: 'ringctl node remove %s', then 'ringctl node add %s ...'", id, id);
+    if ((obj = kv_object(&kv, rel, hint)) == NULL || (prev = json_deep_copy(obj)) == NULL) {
+        goto out;
+    }
+    char changes[1024] = "";
+    if (e->enabled >= 0) {
+        const json_t *cur = json_object_get(obj, "enabled");
+        bool now = cur == NULL || json_is_true(cur);
+        if (!json_is_boolean(cur) && cur != NULL) {
+            now = !e->enabled; /* not a boolean: rewrite it */
+        }
+        if (now != (e->enabled != 0)) {
+            json_t *v = json_boolean(e->enabled);
+            note_change(changes, sizeof(changes), "enabled", cur, v);
+            json_object_set_new(obj, "enabled", v);
+        }
+    }
+    if (e->set_weight) {
+        json_t *v = json_integer(e->weight);
+        const json_t *cur = json_object_get(obj, "weight");
+        if (!json_equal(cur, v)) {
+            note_change(changes, sizeof(changes), "weight", cur, v);
+        }
+        json_object_set_new(obj, "weight", v);
+    }
+    if (e->zone != NULL) {
+        const json_t *cur = json_object_get(obj, "zone");
+        if (e->zone[0] == '\0') {
+            if (cur != NULL) {
+                note_change(changes, sizeof(changes), "zone", cur, NULL);
+                json_object_del(obj, "zone");
+            }
+        } else {
+            json_t *v = json_string(e->zone);
+            if (!json_equal(cur, v)) {
+                note_change(changes, sizeof(changes), "zone", cur, v);
+            }
+            json_object_set_new(obj, "zone", v);
+        }
+    }
+    if (e->address != NULL) {
+        json_t *v = json_string(e->address);
+        const json_t *cur = json_object_get(obj, "address");
+        if (!json_equal(cur, v)) {
+            note_change(changes, sizeof(changes), "address", cur, v);
+        }
+        json_object_set_new(obj, "address", v);
+    }
+    if (json_equal(obj, prev)) {
+        if (o->json) {
+            rc = print_write_json(o, rel, "unchanged", json_incref(obj), NULL);
+        } else {
+            char desc[512];
+            node_describe(obj, id, true, desc, sizeof(desc));
+            printf("%s: %s; nothing written (%s)\n", rel,
+                   e->enabled == 1   ? "already enabled"
+                   : e->enabled == 0 ? "already disabled"
+                                     : "unchanged",
+                   desc);
+            rc = 0;
+        }
+        goto out;
+    }
+    if ((text = json_dumps(obj, KV_JSON_FLAGS)) == NULL) {
+        fprintf(stderr, "%s: out of memory (or an argument is not UTF-8)\n", progname);
+        goto out;
+    }
+    if (node_check(o->prefix, id, obj, text) != 0 ||
+        kv_write(cli, o, rel, text, kv.modify_index) != 0) {
+        goto out;
+    }
+    if (o->json) {
+        rc = print_write_json(o, rel, action, json_incref(obj), prev);
+        prev = NULL;
+    } else {
+        char desc[512];
+        /* enable/disable name the state already. */
+        node_describe(obj, id, e->enabled < 0, desc, sizeof(desc));
+        if (e->enabled >= 0) {
+            printf("%s: %s (%s)\n", rel, action, desc);
+        } else {
+            printf("%s: %s (now %s)\n", rel, changes, desc);
+        }
+        rc = 0;
+    }
+out:
+    free(text);
+    json_decref(obj);
+    json_decref(prev);
+    consul_kv_free(&kv);
+    consul_cli_free(cli);
+    return rc;
+}
+
+static int
+cmd_node_enable(int argc, char **argv, bool enable) {
+    static const struct option opts[] = {KV_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
+    kv_opts o = {0};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == OPT_HELP) {
+            usage_node_enable(stdout);
+            return 0;
+        }
+        if (!kv_common_opt(c, optarg, &o)) {
+            usage_node_enable(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    int rc = kv_operands(argc, argv, 1, usage_node_enable);
+    if (rc >= 0 || (rc = kv_resolve(&o, usage_node_enable)) >= 0) {
+        return rc;
+    }
+    node_edit e = {.enabled = enable ? 1 : 0};
+    return node_modify(&o, argv[optind], &e, enable ? "enabled" : "disabled");
+}
+
+static int
+cmd_node_set(int argc, char **argv) {
+    static const struct option opts[] = {
+        KV_COMMON_OPTIONS,
+        {"weight", required_argument, NULL, OPT_WEIGHT},
+        {"zone", required_argument, NULL, OPT_ZONE},
+        {"address", required_argument, NULL, OPT_ADDRESS},
+        {NULL, 0, NULL, 0},
+    };
+    kv_opts o = {0};
+    node_edit e = {.enabled = -1};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_WEIGHT:
+            if (parse_u32(optarg, 0, UINT32_MAX, &e.weight) != 0) {
+                return usage_error(usage_node_set,
+                                   "--weight: expected a positive integer, got '%s'", optarg);
+            }
+            e.set_weight = true;
+            break;
+        case OPT_ZONE:
+        case OPT_ADDRESS:
+            if (!is_utf8(optarg)) {
+                return usage_error(usage_node_set, "--%s: not UTF-8",
+                                   c == OPT_ZONE ? "zone" : "address");
+            }
+            *(c == OPT_ZONE ? &e.zone : &e.address) = optarg;
+            break;
+        case OPT_HELP:
+            usage_node_set(stdout);
+            return 0;
+        default:
+            if (!kv_common_opt(c, optarg, &o)) {
+                usage_node_set(stderr);
+                return EXIT_USAGE;
+            }
+        }
+    }
+    int rc = kv_operands(argc, argv, 1, usage_node_set);
+    if (rc >= 0 || (rc = kv_resolve(&o, usage_node_set)) >= 0) {
+        return rc;
+    }
+    if (!e.set_weight && e.zone == NULL && e.address == NULL) {
+        return usage_error(usage_node_set, "%s",
+                           "nothing to set: give --weight, --zone or --address");
+    }
+    return node_modify(&o, argv[optind], &e, "set");
+}
+
+static int
+cmd_node(int argc, char **argv, const char *sock) {
+    (void)sock;
+    if (argc < 2) {
+        return usage_error(usage_node, "%s",
+                           "missing subcommand: add, remove, disable, enable or set");
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
+        usage_node(stdout);
+        return 0;
+    }
+    if (strcmp(sub, "add") == 0) {
+        return cmd_node_add(argc - 1, argv + 1);
+    }
+    if (strcmp(sub, "remove") == 0) {
+        return cmd_node_remove(argc - 1, argv + 1);
+    }
+    if (strcmp(sub, "disable") == 0 || strcmp(sub, "enable") == 0) {
+        return cmd_node_enable(argc - 1, argv + 1, strcmp(sub, "enable") == 0);
+    }
+    if (strcmp(sub, "set") == 0) {
+        return cmd_node_set(argc - 1, argv + 1);
+    }
+    return usage_error(usage_node, "unknown node subcommand '%s'", sub);
+}
+
+/* ---- ring set ---- */
+
+static int
+parse_bool(const char *s, bool *out) {
+    if (strcmp(s, "true") == 0) {
+        *out = true;
+        return 0;
+    }
+    if (strcmp(s, "false") == 0) {
+        *out = false;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+/* Checks a config value before it is written: the sidecars' own parser, then
+ * rs_ring_params_validate on the parameters it yields. Returns 0, or 1 (printed). */
+static int
+config_check(const char *prefix, const char *text) {
+    char why[512];
+    rs_membership m = {0};
+    rs_error err = {{0}};
+    int rc = 0;
+    if ((rc = sidecar_view(prefix, "config", text, &m, why, sizeof(why))) == 0 &&
+        (rc = rs_ring_params_validate(&m.params, &err)) != 0) {
+        snprintf(why, sizeof(why), "%s", err.msg);
+    }
+    rs_membership_free(&m);
+    if (rc != 0) {
+        fprintf(stderr, "%s: config: %s; nothing written\n", progname, why);
+        return 1;
+    }
+    return 0;
+}
+
+static int
+cmd_ring_set(int argc, char **argv) {
+    static const struct option opts[] = {
+        KV_COMMON_OPTIONS,
+        {"algorithm", required_argument, NULL, OPT_ALGORITHM},
+        {"hash", required_argument, NULL, OPT_HASH},
+        {"replicas", required_argument, NULL, OPT_REPLICAS},
+        {"hash-tag", required_argument, NULL, OPT_HASH_TAG},
+        {"force", required_argument, NULL, OPT_FORCE},
+        {"max-removal-fraction", required_argument, NULL, OPT_MAX_REMOVAL},
+        {NULL, 0, NULL, 0},
+    };
+    kv_opts o = {0};
+    json_t *set = json_object(); /* the fields to change, in option order */
+    int rc = EXIT_USAGE, c;
+    consul_cli *cli = NULL;
+    consul_kv kv = {0};
+    json_t *obj = NULL, *prev = NULL;
+    char *text = NULL;
+    if (set == NULL) {
+        return 1;
+    }
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        uint32_t u;
+        double d;
+        bool b;
+        if ((c == OPT_ALGORITHM || c == OPT_HASH || c == OPT_HASH_TAG) && !is_utf8(optarg)) {
+            rc = usage_error(usage_ring_set, "--%s: not UTF-8",
+                             c == OPT_ALGORITHM ? "algorithm"
+                             : c == OPT_HASH    ? "hash"
+                                                : "hash-tag");
+            goto out;
+        }
+        switch (c) {
+        case OPT_ALGORITHM:
+            json_object_set_new(set, "algorithm", json_string(optarg));
+            break;
+        case OPT_HASH:
+            json_object_set_new(set, "hash", json_string(optarg));
+            break;
+        case OPT_REPLICAS:
+            if (parse_u32(optarg, 0, UINT32_MAX, &u) != 0) {
+                rc = usage_error(usage_ring_set,
+                                 "--replicas: expected a positive integer, got '%s'", optarg);
+                goto out;
+            }
+            json_object_set_new(set, "replicas", json_integer(u));
+            break;
+        case OPT_HASH_TAG:
+            json_object_set_new(set, "hash_tag", json_string(optarg));
+            break;
+        case OPT_FORCE:
+            if (parse_bool(optarg, &b) != 0) {
+                rc = usage_error(usage_ring_set, "--force: expected true or false, got '%s'",
+                                 optarg);
+                goto out;
+            }
+            json_object_set_new(set, "force", json_boolean(b));
+            break;
+        case OPT_MAX_REMOVAL:
+            if (!parse_double(optarg, &d)) {
+                rc = usage_error(usage_ring_set,
+                                 "--max-removal-fraction: expected a number, got '%s'", optarg);
+                goto out;
+            }
+            json_object_set_new(set, "max_removal_fraction", json_real(d));
+            break;
+        case OPT_HELP:
+            usage_ring_set(stdout);
+            rc = 0;
+            goto out;
+        default:
+            if (!kv_common_opt(c, optarg, &o)) {
+                usage_ring_set(stderr);
+                goto out;
+            }
+        }
+    }
+    if (optind < argc) {
+        rc = usage_error(usage_ring_set, "unexpected argument '%s'", argv[optind]);
+        goto out;
+    }
+    if ((rc = kv_resolve(&o, usage_ring_set)) >= 0) {
+        goto out;
+    }
+    if (json_object_size(set) == 0) {
+        rc = usage_error(usage_ring_set, "%s", "nothing to set: give at least one option");
+        goto out;
+    }
+    rc = 1;
+    /* Names and a hash tag's length are checked here for a message that lists the choices;
+     * everything else by the sidecars' parser below. */
+    const json_t *v;
+    rs_algorithm alg;
+    rs_hash_kind hk;
+    if ((v = json_object_get(set, "algorithm")) != NULL &&
+        rs_algorithm_from_name(json_string_value(v), &alg) != 0) {
+        fprintf(stderr, "%s: config: algorithm: unknown algorithm '%s' (known:", progname,
+                json_string_value(v));
+        for (int i = 0; i < RS_ALG_COUNT; i++) {
+            fprintf(stderr, " %s", rs_algorithm_name((rs_algorithm)i));
+        }
+        fprintf(stderr, "); nothing written\n");
+        goto out;
+    }
+    if ((v = json_object_get(set, "hash")) != NULL &&
+        rs_hash_from_name(json_string_value(v), &hk) != 0) {
+        fprintf(stderr, "%s: config: hash: unknown hash '%s' (known:", progname,
+                json_string_value(v));
+        for (int i = 0; i < RS_HASH_COUNT; i++) {
+            fprintf(stderr, " %s", rs_hash_name((rs_hash_kind)i));
+        }
+        fprintf(stderr, "); nothing written\n");
+        goto out;
+    }
+    if ((v = json_object_get(set, "hash_tag")) != NULL && json_string_length(v) != 0 &&
+        json_string_length(v) != 2) {
+        fprintf(stderr,
+                "%s: config: hash_tag must be empty or exactly two characters, got '%s'; nothing "
+                "written\n",
+                progname, json_string_value(v));
+        goto out;
+    }
+    if ((cli = kv_connect(&o)) == NULL || kv_read(cli, &o, "config", &kv) != 0) {
+        goto out;
+    }
+    if (kv.exists) {
+        char hint[PREFIX_MAX + 64];
+        snprintf(hint, sizeof(hint), "replace it with 'consul kv delete %s/config' first",
+                 o.prefix);
+        if ((obj = kv_object(&kv, "config", hint)) == NULL) {
+            goto out;
+        }
+    } else if ((obj = json_object()) == NULL) {
+        goto out;
+    }
+    if ((prev = json_deep_copy(obj)) == NULL) {
+        goto out;
+    }
+    char changes[1024] = "";
+    const char *field;
+    json_t *nv;
+    json_object_foreach(set, field, nv) {
+        const json_t *cur = json_object_get(obj, field);
+        if (!json_equal(cur, nv)) {
+            note_change(changes, sizeof(changes), field, cur, nv);
+        }
+        json_object_set(obj, field, nv);
+    }
+    if (kv.exists && json_equal(obj, prev)) {
+        if (o.json) {
+            rc = print_write_json(&o, "config", "unchanged", json_incref(obj), NULL);
+        } else {
+            char *t = json_dumps(obj, KV_JSON_FLAGS);
+            printf("config: unchanged; nothing written (%s)\n", t != NULL ? t : "");
+            free(t);
+            rc = 0;
+        }
+        goto out;
+    }
+    if ((text = json_dumps(obj, KV_JSON_FLAGS)) == NULL) {
+        fprintf(stderr, "%s: out of memory (or an argument is not UTF-8)\n", progname);
+        goto out;
+    }
+    if (config_check(o.prefix, text) != 0 ||
+        kv_write(cli, &o, "config", text, kv.exists ? kv.modify_index : 0) != 0) {
+        goto out;
+    }
+    if (o.json) {
+        rc = print_write_json(&o, "config", kv.exists ? "set" : "created", json_incref(obj),
+                              kv.exists ? prev : NULL);
+        if (kv.exists) {
+            prev = NULL;
+        }
+    } else {
+        printf("config: %s (now %s)\n", changes, text);
+        if (json_is_true(json_object_get(obj, "force"))) {
+            printf("note: with force true the sidecars apply every update, even a mass removal; "
+                   "set --force false when done\n");
+        }
+        rc = 0;
+    }
+out:
+    free(text);
+    json_decref(obj);
+    json_decref(prev);
+    json_decref(set);
+    consul_kv_free(&kv);
+    consul_cli_free(cli);
+    return rc;
+}
+
+/* ---- ring show, ring confirm ---- */
+
+/* The KV prefix as the sidecars see it. */
+typedef struct kv_state {
+    consul_reply listing;
+    rs_membership m;
+    bool have_config;       /* <prefix>/config exists */
+    bool config_rejected;   /* ... and the sidecars reject it */
+    uint64_t confirm_index; /* ModifyIndex of <prefix>/confirm, 0 when absent */
+    rs_ring *ring;          /* NULL when the nodes give no ring */
+    char ring_error[256];
+} kv_state;
+
+static void
+kv_state_free(kv_state *s) {
+    consul_reply_free(&s->listing);
+    rs_membership_free(&s->m);
+    rs_ring_unref(s->ring);
+    *s = (kv_state){0};
+}
+
+/* Reads the prefix and builds its ring as a freshly started sidecar would:
+ * rs_kv_to_membership with a new memo over the defaults, then rs_ring_build. Returns 0,
+ * or 1 having printed why. */
+static int
+kv_state_load(consul_cli *cli, const kv_opts *o, kv_state *s) {
+    *s = (kv_state){0};
+    rs_error err = {{0}};
+    if (consul_cli_kv_list(cli, o->prefix, &s->listing, &err) != 0) {
+        fprintf(stderr, "%s: %s\n", progname, err.msg);
+        return 1;
+    }
+    char config_key[KEY_MAX], confirm_key[KEY_MAX];
+    snprintf(config_key, sizeof(config_key), "%s/config", o->prefix);
+    snprintf(confirm_key, sizeof(confirm_key), "%s/confirm", o->prefix);
+    json_t *doc = json_loadb(s->listing.body, s->listing.len, 0, NULL);
+    size_t i;
+    json_t *e;
+    json_array_foreach(doc, i, e) {
+        const char *k = json_string_value(json_object_get(e, "Key"));
+        json_t *mi = json_object_get(e, "ModifyIndex");
+        if (k != NULL && strcmp(k, config_key) == 0) {
+            s->have_config = true;
+        } else if (k != NULL && strcmp(k, confirm_key) == 0 && json_is_integer(mi)) {
+            s->confirm_index = (uint64_t)json_integer_value(mi);
+        }
+    }
+    json_decref(doc);
+    /* Consul 1.8 drops keys the token may not read from a listing without saying so
+     * (later versions send X-Consul-Results-Filtered-By-ACLs, checked by
+     * consul_cli_kv_list). A single-key read is refused instead (403), so reading the keys
+     * that make the ring tells a partial listing from the real one. */
+    static const char *const probes[] = {"config", "confirm", "nodes/"};
+    for (i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+        consul_kv kv;
+        char key[KEY_MAX];
+        snprintf(key, sizeof(key), "%s/%s", o->prefix, probes[i]);
+        int prc = consul_cli_kv_get(cli, key, &kv, &err);
+        consul_kv_free(&kv);
+        if (prc == -EACCES) {
+            fprintf(stderr,
+                    "%s: %s\n%s: the ACL token may not read %s, so the listing of %s/ may lack "
+                    "keys the sidecars see; use a token with read access to the whole prefix\n",
+                    progname, err.msg, progname, key, o->prefix);
+            return 1;
+        }
+        if (prc != 0) {
+            fprintf(stderr, "%s: %s\n", progname, err.msg);
+            return 1;
+        }
+    }
+    rs_kv_memo *memo = NULL;
+    rs_ring_params base;
+    rs_ring_params_init(&base);
+    int rc = rs_kv_memo_new(&memo);
+    if (rc != 0) {
+        snprintf(err.msg, sizeof(err.msg), "out of memory");
+    } else {
+        rc = rs_kv_to_membership(memo, s->listing.body, s->listing.len, o->prefix, &base,
+                                 DEFAULT_MAX_REMOVAL, &s->m, &err);
+    }
+    rs_kv_memo_free(memo);
+    if (rc != 0) {
+        fprintf(stderr, "%s: %s/: %s\n", progname, o->prefix, err.msg);
+        return 1;
+    }
+    for (i = 0; i < s->m.n_rejections; i++) {
+        s->config_rejected |= strcmp(s->m.rejections[i].key, "config") == 0;
+    }
+    if (s->m.n_nodes == 0) {
+        snprintf(s->ring_error, sizeof(s->ring_error), "no nodes under %.200s/nodes/", o->prefix);
+    } else if (rs_ring_build(&s->m.params, s->m.nodes, s->m.n_nodes, &s->ring, &err) != 0) {
+        snprintf(s->ring_error, sizeof(s->ring_error), "%s", err.msg);
+        s->ring = NULL;
+    }
+    return 0;
+}
+
+static void
+print_params_line(const kv_state *s, FILE *f) {
+    const rs_ring_params *p = &s->m.params;
+    fprintf(f, "%s, %s, replicas %u, hash_tag %s", rs_algorithm_name(p->algorithm),
+            rs_hash_name(p->hash), p->replicas, p->hash_tag[0] ? p->hash_tag : "none");
+}
+
+/* Warnings about what may make a sidecar's ring differ from the one computed here. */
+static void
+print_state_warnings(const kv_state *s, const char *prefix, FILE *f) {
+    if (!s->have_config) {
+        fprintf(f,
+                "note: %s/config does not exist: each sidecar uses its config file's ring "
+                "parameters (shown: the defaults)\n",
+                prefix);
+    } else if (s->config_rejected) {
+        fprintf(f,
+                "note: %s/config is rejected: each sidecar keeps its last good config (shown: "
+                "the defaults)\n",
+                prefix);
+    }
+    if (s->m.n_rejections_total > 0) {
+        fprintf(f,
+                "note: %zu key(s) rejected: a sidecar that saw an earlier good value of a rejected "
+                "key keeps it, so its ring may differ from the one shown\n",
+                s->m.n_rejections_total);
+    }
+}
+
+static json_t *
+state_json(const kv_state *s, const kv_opts *o, consul_cli *cli) {
+    const rs_ring_params *p = &s->m.params;
+    json_t *nodes = json_array(), *rej = json_array();
+    json_t *doc =
+        json_pack("{s:s, s:s, s:I, s:{s:b, s:b, s:s, s:s, s:i, s:s, s:b, s:f}, s:o, s:o, s:o}",
+                  "prefix", o->prefix, "consul", consul_cli_url(cli), "index",
+                  (json_int_t)s->listing.index, "config", "present", s->have_config, "rejected",
+                  s->config_rejected, "algorithm", rs_algorithm_name(p->algorithm), "hash",
+                  rs_hash_name(p->hash), "replicas", (int)p->replicas, "hash_tag", p->hash_tag,
+                  "force", s->m.force, "max_removal_fraction", s->m.max_removal_fraction, "confirm",
+                  s->m.confirm[0] ? json_string(s->m.confirm) : json_null(), "nodes", nodes,
+                  "rejections", rej);
+    if (doc == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < s->m.n_nodes; i++) {
+        const rs_node *n = &s->m.nodes[i];
+        int at = s->ring != NULL ? rs_ring_find(s->ring, n->id) : -1;
+        json_t *share =
+            at >= 0 ? json_real(rs_ring_node_at(s->ring, (size_t)at)->share) : json_null();
+        json_array_append_new(
+            nodes,
+            json_pack("{s:o, s:o, s:i, s:o, s:b, s:o}", "id", jstr(n->id, strlen(n->id)), "address",
+                      jstr(n->address, strlen(n->address)), "weight", (int)n->weight, "zone",
+                      jstr(n->zone ? n->zone : "", n->zone ? strlen(n->zone) : 0), "enabled",
+                      n->enabled, "share", share));
+    }
+    for (size_t i = 0; i < s->m.n_rejections; i++) {
+        const rs_kv_rejection *r = &s->m.rejections[i];
+        json_array_append_new(rej, json_pack("{s:o, s:o}", "key", jstr(r->key, strlen(r->key)),
+                                             "reason", jstr(r->reason, strlen(r->reason))));
+    }
+    json_object_set_new(doc, "rejections_total", json_integer((json_int_t)s->m.n_rejections_total));
+    if (s->ring != NULL) {
+        json_object_set_new(doc, "ring",
+                            json_pack("{s:s, s:I, s:I, s:I, s:f, s:b}", "fingerprint",
+                                      rs_ring_fingerprint(s->ring), "nodes",
+                                      (json_int_t)rs_ring_node_count(s->ring), "enabled",
+                                      (json_int_t)rs_ring_enabled_count(s->ring), "points",
+                                      (json_int_t)rs_ring_point_count(s->ring), "imbalance",
+                                      rs_ring_imbalance(s->ring), "confirmed",
+                                      strcmp(s->m.confirm, rs_ring_fingerprint(s->ring)) == 0));
+        json_object_set_new(doc, "ring_error", json_null());
+    } else {
+        json_object_set_new(doc, "ring", json_null());
+        json_object_set_new(doc, "ring_error", json_string(s->ring_error));
+    }
+    return doc;
+}
+
+static int
+cmd_ring_show(int argc, char **argv) {
+    static const struct option opts[] = {KV_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
+    kv_opts o = {0};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == OPT_HELP) {
+            usage_ring_show(stdout);
+            return 0;
+        }
+        if (!kv_common_opt(c, optarg, &o)) {
+            usage_ring_show(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        return usage_error(usage_ring_show, "unexpected argument '%s'", argv[optind]);
+    }
+    int rc = kv_resolve(&o, usage_ring_show);
+    if (rc >= 0) {
+        return rc;
+    }
+    consul_cli *cli = NULL;
+    kv_state s = {0};
+    table t;
+    table_init(&t, 6);
+    t.right[2] = t.right[5] = true;
+    rc = 1;
+    if ((cli = kv_connect(&o)) == NULL || kv_state_load(cli, &o, &s) != 0) {
+        goto out;
+    }
+    if (o.json) {
+        rc = print_json(state_json(&s, &o, cli));
+        goto out;
+    }
+    printf("prefix:                %s/ (Consul %s, index %llu)\n", o.prefix, consul_cli_url(cli),
+           (unsigned long long)s.listing.index);
+    printf("parameters:            ");
+    print_params_line(&s, stdout);
+    printf(" (%s)\n", s.have_config && !s.config_rejected ? "KV config over the defaults"
+                      : s.have_config                     ? "config rejected: defaults"
+                                                          : "no KV config: defaults");
+    printf("force:                 %s\n", s.m.force ? "true" : "false");
+    printf("max_removal_fraction:  %g\n", s.m.max_removal_fraction);
+    printf("confirm:               %s\n", s.m.confirm[0] ? s.m.confirm : "-");
+    if (s.ring != NULL) {
+        printf("fingerprint:           %s (%zu nodes, %zu enabled, %zu points, imbalance %.3f)%s\n",
+               rs_ring_fingerprint(s.ring), rs_ring_node_count(s.ring),
+               rs_ring_enabled_count(s.ring), rs_ring_point_count(s.ring),
+               rs_ring_imbalance(s.ring),
+               strcmp(s.m.confirm, rs_ring_fingerprint(s.ring)) == 0 ? " confirmed" : "");
+    } else {
+        printf("fingerprint:           - (no ring: %s)\n", s.ring_error);
+    }
+    if (s.m.n_nodes > 0) {
+        const char *head[] = {"id", "address", "weight", "zone", "enabled", "share"};
+        if (table_add(&t, head) != 0) {
+            goto out;
+        }
+        /* Ring order (by id, as twemproxy sorts servers) when there is a ring. */
+        size_t n = s.ring != NULL ? rs_ring_node_count(s.ring) : s.m.n_nodes;
+        for (size_t i = 0; i < n; i++) {
+            const char *id, *address, *zone;
+            uint32_t weight;
+            bool enabled;
+            char wbuf[16], sbuf[32] = "-";
+            if (s.ring != NULL) {
+                const rs_ring_node *rn = rs_ring_node_at(s.ring, i);
+                id = rn->id, address = rn->address, zone = rn->zone, weight = rn->weight;
+                enabled = rn->enabled;
+                snprintf(sbuf, sizeof(sbuf), "%.2f%%", rn->share * 100);
+            } else {
+                const rs_node *nn = &s.m.nodes[i];
+                id = nn->id, address = nn->address, zone = nn->zone ? nn->zone : "";
+                weight = nn->weight, enabled = nn->enabled;
+            }
+            snprintf(wbuf, sizeof(wbuf), "%u", weight);
+            const char *row[] = {id,  address, wbuf, zone[0] ? zone : "-", enabled ? "yes" : "no",
+                                 sbuf};
+            if (table_add(&t, row) != 0) {
+                goto out;
+            }
+        }
+        printf("\n");
+        table_print(&t, "");
+    }
+    if (s.m.n_rejections_total > 0) {
+        printf("\nrejected (%zu):\n", s.m.n_rejections_total);
+        for (size_t i = 0; i < s.m.n_rejections; i++) {
+            printf("  %s: %s\n", s.m.rejections[i].key, s.m.rejections[i].reason);
+        }
+        if (s.m.n_rejections_total > s.m.n_rejections) {
+            printf("  ... and %zu more\n", s.m.n_rejections_total - s.m.n_rejections);
+        }
+    }
+    if (!s.have_config || s.config_rejected || s.m.n_rejections_total > 0) {
+        printf("\n");
+        print_state_warnings(&s, o.prefix, stdout);
+    }
+    rc = 0;
+out:
+    table_free(&t);
+    kv_state_free(&s);
+    consul_cli_free(cli);
+    return rc;
+}
+
+static bool
+is_fingerprint(const char *s) {
+    if (strlen(s) != RS_FINGERPRINT_LEN) {
+        return false;
+    }
+    for (const char *p = s; *p != '\0'; p++) {
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Asks on the terminal. Returns true for y/yes. */
+static bool
+ask_yes(const char *question) {
+    fprintf(stderr, "%s [y/N] ", question);
+    fflush(stderr);
+    char *line = NULL;
+    size_t cap = 0;
+    bool yes = false;
+    if (getline(&line, &cap, stdin) > 0) {
+        yes = strcmp(line, "y\n") == 0 || strcmp(line, "yes\n") == 0 || strcmp(line, "Y\n") == 0 ||
+              strcmp(line, "YES\n") == 0;
+    }
+    free(line);
+    return yes;
+}
+
+static int
+cmd_ring_confirm(int argc, char **argv) {
+    static const struct option opts[] = {
+        KV_COMMON_OPTIONS,
+        {"yes", no_argument, NULL, OPT_YES},
+        {"fingerprint", required_argument, NULL, OPT_FINGERPRINT},
+        {NULL, 0, NULL, 0},
+    };
+    kv_opts o = {0};
+    bool yes = false;
+    const char *want = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_YES:
+            yes = true;
+            break;
+        case OPT_FINGERPRINT:
+            if (!is_fingerprint(optarg)) {
+                return usage_error(usage_ring_confirm,
+                                   "--fingerprint: expected %d lowercase hex digits, got '%s'",
+                                   RS_FINGERPRINT_LEN, optarg);
+            }
+            want = optarg;
+            break;
+        case OPT_HELP:
+            usage_ring_confirm(stdout);
+            return 0;
+        default:
+            if (!kv_common_opt(c, optarg, &o)) {
+                usage_ring_confirm(stderr);
+                return EXIT_USAGE;
+            }
+        }
+    }
+    if (optind < argc) {
+        return usage_error(usage_ring_confirm, "unexpected argument '%s'", argv[optind]);
+    }
+    int rc = kv_resolve(&o, usage_ring_confirm);
+    if (rc >= 0) {
+        return rc;
+    }
+    if (!yes && !isatty(STDIN_FILENO)) {
+        return usage_error(usage_ring_confirm, "%s",
+                           "stdin is not a terminal: pass --yes to confirm without a prompt");
+    }
+    consul_cli *cli = NULL;
+    kv_state s = {0};
+    char *text = NULL;
+    json_t *val = NULL;
+    rc = 1;
+    if ((cli = kv_connect(&o)) == NULL || kv_state_load(cli, &o, &s) != 0) {
+        goto out;
+    }
+    /* Everything but the JSON answer goes to stderr under --json. */
+    FILE *info = o.json ? stderr : stdout;
+    const char *fp = want;
+    if (s.ring != NULL) {
+        fprintf(info, "ring: %zu nodes (%zu enabled), fingerprint %s; ", rs_ring_node_count(s.ring),
+                rs_ring_enabled_count(s.ring), rs_ring_fingerprint(s.ring));
+        print_params_line(&s, info);
+        fprintf(info, "\n");
+        if (fp == NULL) {
+            fp = rs_ring_fingerprint(s.ring);
+        } else if (strcmp(fp, rs_ring_fingerprint(s.ring)) != 0) {
+            fprintf(stderr, "%s: note: confirming %s as asked; the KV prefix gives %s here\n",
+                    progname, fp, rs_ring_fingerprint(s.ring));
+        }
+    } else if (fp == NULL) {
+        fprintf(stderr, "%s: nothing to confirm: %s/ gives no ring (%s)\n", progname, o.prefix,
+                s.ring_error);
+        goto out;
+    } else {
+        fprintf(stderr, "%s: note: %s/ gives no ring here (%s); confirming %s as asked\n", progname,
+                o.prefix, s.ring_error, fp);
+    }
+    fflush(info);
+    print_state_warnings(&s, o.prefix, stderr);
+    if (strcmp(s.m.confirm, fp) == 0) {
+        if (o.json) {
+            rc = print_write_json(&o, "confirm", "unchanged", json_pack("{s:s}", "fingerprint", fp),
+                                  NULL);
+        } else {
+            printf("confirm: already %s; nothing written\n", fp);
+            rc = 0;
+        }
+        goto out;
+    }
+    if (!yes && !ask_yes("Confirm this ring for every sidecar holding it?")) {
+        fprintf(stderr, "%s: not confirmed; nothing written\n", progname);
+        goto out;
+    }
+    if ((val = json_pack("{s:s}", "fingerprint", fp)) == NULL ||
+        (text = json_dumps(val, KV_JSON_FLAGS)) == NULL) {
+        goto out;
+    }
+    if (kv_write(cli, &o, "confirm", text, s.confirm_index) != 0) {
+        goto out;
+    }
+    if (o.json) {
+        rc = print_write_json(&o, "confirm", "confirmed", json_incref(val),
+                              s.m.confirm[0] ? json_pack("{s:s}", "fingerprint", s.m.confirm)
+                                             : NULL);
+    } else {
+        printf("confirm: %s written; sidecars holding an update with this fingerprint apply it\n",
+               text);
+        rc = 0;
+    }
+out:
+    free(text);
+    json_decref(val);
+    kv_state_free(&s);
+    consul_cli_free(cli);
+    return rc;
+}
+
+/* "ring" alone asks the daemon; "ring set|show|confirm" works on Consul. */
+static int
+cmd_ring_any(int argc, char **argv, const char *sock) {
+    if (argc > 1 && strcmp(argv[1], "set") == 0) {
+        return cmd_ring_set(argc - 1, argv + 1);
+    }
+    if (argc > 1 && strcmp(argv[1], "show") == 0) {
+        return cmd_ring_show(argc - 1, argv + 1);
+    }
+    if (argc > 1 && strcmp(argv[1], "confirm") == 0) {
+        return cmd_ring_confirm(argc - 1, argv + 1);
+    }
+    return cmd_ring(argc, argv, sock);
+}
+
 typedef struct command {
     const char *name;
     int (*run)(int argc, char **argv, const char *sock); /* NULL: offline */
@@ -1839,11 +3462,17 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"lookup", cmd_lookup, NULL}, {"route", cmd_route, NULL},
-    {"ring", cmd_ring, NULL},     {"nodes", cmd_nodes, NULL},
-    {"watch", cmd_watch, NULL},   {"ping", cmd_ping, NULL},
-    {"dump", cmd_dump, NULL},     {"simulate", NULL, cmd_simulate},
-    {"place", NULL, cmd_place},   {"check-config", NULL, cmd_check_config},
+    {"lookup", cmd_lookup, NULL},
+    {"route", cmd_route, NULL},
+    {"ring", cmd_ring_any, NULL},
+    {"nodes", cmd_nodes, NULL},
+    {"node", cmd_node, NULL},
+    {"watch", cmd_watch, NULL},
+    {"ping", cmd_ping, NULL},
+    {"dump", cmd_dump, NULL},
+    {"simulate", NULL, cmd_simulate},
+    {"place", NULL, cmd_place},
+    {"check-config", NULL, cmd_check_config},
 };
 
 int
