@@ -985,6 +985,11 @@ rs_kv_to_membership(rs_kv_memo *memo, const char *body, size_t len, const char *
     for (size_t i = 0; i < n_chosen; i++) {
         chosen[i]->state = ENTRY_IDLE;
     }
+    /* chosen was sized for the whole listing, ignored keys included: keep what is used. */
+    memo_entry **fit = realloc(chosen, (n_chosen > 0 ? n_chosen : 1) * sizeof(*chosen));
+    if (fit != NULL) {
+        chosen = fit;
+    }
     memo->entries = chosen;
     memo->n = n_chosen;
     chosen = NULL;

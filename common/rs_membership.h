@@ -38,7 +38,7 @@ typedef struct rs_membership {
     bool force;                           /* KV config "force": apply even past the guard */
     double max_removal_fraction;          /* KV config, else the file's value */
     char confirm[RS_FINGERPRINT_LEN + 1]; /* <prefix>/confirm: {"fingerprint": "..."}; "" none */
-    rs_kv_rejection rejections[RS_KV_MAX_REJECTIONS]; /* the first ones, in key order */
+    rs_kv_rejection rejections[RS_KV_MAX_REJECTIONS]; /* the first ones (KV: in key order) */
     size_t n_rejections;
     size_t n_rejections_total; /* may exceed the array */
 } rs_membership;
