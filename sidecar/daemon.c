@@ -147,7 +147,8 @@ write_state(ringside *d) {
 /* ---- applying changes ---- */
 
 static void
-log_ring_change(const rs_ring *old, const rs_ring *new_ring, uint64_t epoch, const char *source) {
+log_ring_change(const rs_ring *old, const rs_ring *new_ring, uint64_t epoch, const char *source,
+                double moved) {
     /* Ids added and removed, comma-separated (bounded by the log line). */
     char added[1024] = "", removed[1024] = "";
     size_t alen = 0, rlen = 0;
@@ -184,7 +185,7 @@ log_ring_change(const rs_ring *old, const rs_ring *new_ring, uint64_t epoch, con
     log_u64(&l, "nodes", rs_ring_enabled_count(new_ring));
     log_u64(&l, "points", rs_ring_point_count(new_ring));
     log_u64(&l, "points_added", points_added);
-    log_f(&l, "moved", old ? rs_ring_moved_fraction(old, new_ring) : 1.0);
+    log_f(&l, "moved", moved);
     log_f(&l, "imbalance", rs_ring_imbalance(new_ring));
     log_end(&l);
     (void)nadded;
@@ -261,7 +262,8 @@ install(ringside *d, rs_ring *ring, uint8_t *healthy, const char *source, uint64
     snprintf(next.source, sizeof(next.source), "%s", source);
     if (!same_ring) {
         d->stats.rebuilds++;
-        log_ring_change(cur->ring, ring, next.epoch, source);
+        d->stats.last_moved_fraction = cur->ring ? rs_ring_moved_fraction(cur->ring, ring) : 1.0;
+        log_ring_change(cur->ring, ring, next.epoch, source, d->stats.last_moved_fraction);
     }
     log_health_change(cur, &next);
     view_free(cur);
@@ -277,7 +279,9 @@ int
 daemon_apply(ringside *d, const rs_ring_params *p, const rs_node *nodes, const uint8_t *healthy,
              size_t n, const char *source, rs_error *err) {
     rs_ring *ring = NULL;
+    uint64_t t0 = uv_hrtime();
     int rc = rs_ring_build(p, nodes, n, &ring, err);
+    d->stats.last_rebuild_ms = (double)(uv_hrtime() - t0) / 1e6;
     if (rc != 0) {
         log_line l;
         log_begin(&l, RS_LOG_WARN, "update_rejected");

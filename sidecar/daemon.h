@@ -36,6 +36,8 @@ typedef struct stats {
     uint64_t slow_clients_closed;
     uint64_t idle_clients_closed;
     uint64_t rebuilds;
+    double last_rebuild_ms;     /* time to build the last new ring */
+    double last_moved_fraction; /* of the key space, by the last ring change */
     uint64_t state_writes;
     uint64_t state_write_failures;
     uint64_t config_reloads;

@@ -125,7 +125,9 @@ recompute(consul_source *s) {
         rs_error_set(&berr, -EINVAL, "the update has no nodes");
         rc = -EINVAL;
     } else {
+        uint64_t t0 = uv_hrtime();
         rc = rs_ring_build(&m.params, m.nodes, m.n_nodes, &ring, &berr);
+        d->stats.last_rebuild_ms = (double)(uv_hrtime() - t0) / 1e6;
     }
     if (rc != 0) {
         bool first = strcmp(s->held_reason, berr.msg) != 0;
@@ -371,6 +373,31 @@ void
 source_stop(consul_source *s, void (*done)(ringside *d)) {
     s->done = done;
     consul_client_close(s->client, on_client_closed, s);
+}
+
+const consul_watch *
+source_kv_watch(const consul_source *s) {
+    return s != NULL ? s->kv : NULL;
+}
+
+const consul_watch *
+source_health_watch(const consul_source *s) {
+    return s != NULL ? s->health : NULL;
+}
+
+uint64_t
+source_updates_held(const consul_source *s) {
+    return s != NULL ? s->updates_held : 0;
+}
+
+uint64_t
+source_updates_rejected(const consul_source *s) {
+    return s != NULL ? s->updates_rejected : 0;
+}
+
+uint64_t
+source_consul_errors(const consul_source *s) {
+    return s != NULL ? s->consul_errors : 0;
 }
 
 const char *

@@ -4,6 +4,9 @@
 #ifndef RS_SOURCE_H
 #define RS_SOURCE_H
 
+#include <stdio.h>
+
+#include "consul.h"
 #include "daemon.h"
 #include "rs_error.h"
 
@@ -24,6 +27,15 @@ void source_refresh(consul_source *s);
 /* For RING/INFO: the held update's fingerprint and reason ("" when none). */
 const char *source_held_fingerprint(const consul_source *s);
 const char *source_held_reason(const consul_source *s);
+
+/* Counters for metrics (0 when s is NULL). */
+uint64_t source_updates_held(const consul_source *s);
+uint64_t source_updates_rejected(const consul_source *s);
+uint64_t source_consul_errors(const consul_source *s);
+
+/* The watches, for status and metrics (NULL when absent). */
+const consul_watch *source_kv_watch(const consul_source *s);
+const consul_watch *source_health_watch(const consul_source *s);
 
 /* Append "field:value\r\n" lines about the watches (agent, index, errors, last
  * contact, held and rejected updates) for INFO. */
