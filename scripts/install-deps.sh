@@ -13,8 +13,8 @@ packages=(
     libclang-rt-14-dev
     libuv1-dev libjansson-dev libhiredis-dev libcurl4-openssl-dev libssl-dev libcmocka-dev
     libxxhash-dev libmemcached-dev
-    redis-server redis-tools nutcracker python3 python3-redis
-    prometheus yamllint valgrind curl ca-certificates openssl time procps
+    redis-server redis-tools nutcracker python3 python3-redis python3-yaml
+    prometheus yamllint systemd valgrind curl ca-certificates openssl time procps
 )
 
 missing=()
