@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "log.h"
 #include "persist.h"
 #include "rs_state.h"
@@ -467,9 +468,12 @@ daemon_stop(ringside *d, const char *why) {
     d->stopping = true;
     log_msg(RS_LOG_INFO, "stopping", "signal", why);
     uv_timer_start(&d->stop_timer, on_stop_deadline, STOP_DEADLINE_MS, 0);
-    d->closing = d->src != NULL ? 2 : 1;
+    d->closing = 1 + (d->src != NULL) + (d->http != NULL);
     if (d->src != NULL) {
         source_stop(d->src, part_stopped);
+    }
+    if (d->http != NULL) {
+        http_stop(d->http, part_stopped);
     }
     server_stop(d->srv, part_stopped);
 }
@@ -494,14 +498,18 @@ reload(ringside *d) {
     /* What the process is bound to cannot change without a restart. */
     if (strcmp(next.socket_path, d->cfg.socket_path) != 0 ||
         strcmp(next.ring_name, d->cfg.ring_name) != 0 ||
-        strcmp(next.state_dir, d->cfg.state_dir) != 0 || next.source != d->cfg.source) {
+        strcmp(next.state_dir, d->cfg.state_dir) != 0 || next.source != d->cfg.source ||
+        strcmp(next.http_address, d->cfg.http_address) != 0 ||
+        next.http_enabled != d->cfg.http_enabled) {
         log_msg(RS_LOG_WARN, "config_restart_needed", "fields",
-                "listen.socket, ring.name, state_dir and membership.source keep their running "
-                "values until a restart");
+                "listen.socket, ring.name, state_dir, membership.source and http keep their "
+                "running values until a restart");
         snprintf(next.socket_path, sizeof(next.socket_path), "%s", d->cfg.socket_path);
         snprintf(next.ring_name, sizeof(next.ring_name), "%s", d->cfg.ring_name);
         snprintf(next.state_dir, sizeof(next.state_dir), "%s", d->cfg.state_dir);
         next.source = d->cfg.source;
+        snprintf(next.http_address, sizeof(next.http_address), "%s", d->cfg.http_address);
+        next.http_enabled = d->cfg.http_enabled;
     }
     if (d->cfg.source != RS_SOURCE_STATIC &&
         memcmp(&next.consul, &d->cfg.consul, sizeof(next.consul)) != 0) {
@@ -584,6 +592,17 @@ daemon_run(const char *config_path) {
         uv_loop_close(&loop);
         return 1;
     }
+    rc = http_start(&d, &err);
+    if (rc != 0) {
+        log_msg(RS_LOG_ERROR, "startup_failed", "reason", err.msg);
+        server_stop(d.srv, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        server_free(d.srv);
+        unlink(d.cfg.socket_path);
+        rs_config_free(&d.cfg);
+        uv_loop_close(&loop);
+        return 1;
+    }
     load_snapshot(&d);
     if (d.cfg.source == RS_SOURCE_STATIC) {
         rc = apply_static(&d, &err);
@@ -599,6 +618,9 @@ daemon_run(const char *config_path) {
         if (rc != 0) {
             log_msg(RS_LOG_ERROR, "startup_failed", "reason", err.msg);
             server_stop(d.srv, NULL);
+            if (d.http != NULL) {
+                http_stop(d.http, NULL);
+            }
             uv_run(&loop, UV_RUN_DEFAULT);
             server_free(d.srv);
             view_free(&d.view);

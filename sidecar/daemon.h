@@ -47,6 +47,7 @@ typedef struct stats {
 typedef struct ringside ringside;
 typedef struct server server;
 typedef struct consul_source consul_source;
+typedef struct http_server http_server;
 
 struct ringside {
     uv_loop_t *loop;
@@ -57,6 +58,7 @@ struct ringside {
     stats stats;
     server *srv;
     consul_source *src; /* Consul watches; NULL for static membership */
+    http_server *http;  /* HTTP endpoint; NULL when http.enabled is false */
     int closing;        /* handles still closing during a stop */
     uv_signal_t sig_hup, sig_term, sig_int;
     uv_timer_t stop_timer;
