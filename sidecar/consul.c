@@ -457,7 +457,9 @@ on_poll(uv_poll_t *p, int status, int events) {
     }
     int flags = 0;
     if (status < 0) {
-        flags = CURL_CSELECT_ERR;
+        /* Let curl read or write the socket itself: it then reports the real cause
+         * ("Connection reset by peer") instead of a bare poll error. */
+        flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
     } else {
         flags |= (events & UV_READABLE) ? CURL_CSELECT_IN : 0;
         flags |= (events & UV_WRITABLE) ? CURL_CSELECT_OUT : 0;

@@ -33,6 +33,7 @@ struct consul_source {
     uint8_t *held_healthy;
     char held_reason[256];
     uint64_t updates_held, updates_rejected, consul_errors;
+    uint64_t index_resets_seen; /* of both watches, to log each reset once */
 
     /* Rejections already logged ("key\treason"), so a bad key is logged once. */
     char logged[MAX_REMEMBERED_REJECTIONS][512];
@@ -202,12 +203,29 @@ source_refresh(consul_source *s) {
     recompute(s);
 }
 
+/* Consul's index went backwards (a restored or re-elected cluster): the watch reset
+ * it and re-read; say so once per reset. */
+static void
+note_index_reset(consul_source *s, consul_watch *w) {
+    uint64_t total = (s->kv ? consul_watch_get_stats(s->kv)->index_resets : 0) +
+                     (s->health ? consul_watch_get_stats(s->health)->index_resets : 0);
+    if (total > s->index_resets_seen) {
+        s->index_resets_seen = total;
+        log_line l;
+        log_begin(&l, RS_LOG_WARN, "consul_index_reset");
+        log_str(&l, "watch", consul_watch_name(w));
+        log_u64(&l, "index", consul_watch_get_stats(w)->index);
+        log_str(&l, "reason", "X-Consul-Index went backwards; the watch re-read from scratch");
+        log_end(&l);
+    }
+}
+
 static void
 on_kv_change(consul_watch *w, int status, const char *body, size_t len, uint64_t index, void *arg) {
     consul_source *s = arg;
     ringside *d = s->d;
-    (void)w;
     (void)status;
+    note_index_reset(s, w);
     rs_membership m = {0};
     rs_error err = {{0}};
     int rc = rs_kv_to_membership(s->memo, body, len, d->cfg.consul.kv_prefix, &d->cfg.params,
@@ -233,8 +251,8 @@ static void
 on_health_change(consul_watch *w, int status, const char *body, size_t len, uint64_t index,
                  void *arg) {
     consul_source *s = arg;
-    (void)w;
     (void)status;
+    note_index_reset(s, w);
     char *copy = malloc(len + 1);
     if (copy == NULL) {
         return;
@@ -421,6 +439,11 @@ watch_info(FILE *f, const char *prefix, const consul_watch *w) {
             "\r\n%s_changes:%" PRIu64 "\r\n%s_last_contact_ms:%" PRId64 "\r\n%s_last_error:%s\r\n",
             prefix, st->address ? st->address : "", prefix, st->index, prefix, st->requests, prefix,
             st->errors, prefix, st->changes, prefix, st->last_contact_ms, prefix, st->last_error);
+    fprintf(f,
+            "%s_index_resets:%" PRIu64 "\r\n%s_retries:%" PRIu64 "\r\n%s_failovers:%" PRIu64
+            "\r\n%s_throttled:%" PRIu64 "\r\n%s_last_backoff_ms:%" PRIu64 "\r\n",
+            prefix, st->index_resets, prefix, st->retries, prefix, st->failovers, prefix,
+            st->throttled, prefix, st->last_backoff_ms);
 }
 
 void
