@@ -212,7 +212,9 @@ consul_settings_init(consul_settings *s) {
     s->rate = 10.0;
     s->burst = 20.0;
     s->backoff_base_ms = 100;
-    s->backoff_cap_ms = 30000;
+    /* A 1 s cap: SPEC 12 wants recovery within a second of Consul's return; full
+     * jitter spreads a fleet's retries over that second. */
+    s->backoff_cap_ms = 1000;
     s->connect_timeout_ms = 2000;
 }
 
@@ -676,6 +678,12 @@ watch_fail(consul_watch *w, int failover, int64_t retry_after_ms, const char *ms
     assert(w->state == WATCH_WAITING);
     if (failover == FAILOVER) {
         client_failover(c, w);
+        /* The agent failed or vanished: it may come back with less data and a lower
+         * index (dev agent, rebuilt cluster, restored snapshot). Re-read without an
+         * index so its first answer is immediate; the content hash keeps an unchanged
+         * answer from reaching on_change. */
+        w->index = 0;
+        w->stats.index = 0;
     }
     uint64_t delay = retry_after_ms >= 0 ? (uint64_t)retry_after_ms
                                          : rs_backoff_ms(w->attempt, c->s.backoff_base_ms,

@@ -26,12 +26,12 @@ typedef struct consul_settings {
     uint32_t max_stale_ms; /* X-Consul-LastContact beyond this: the data is not trusted */
     double rate;           /* watch loop token bucket: requests per second ... */
     double burst;          /* ... and burst */
-    uint64_t backoff_base_ms, backoff_cap_ms; /* errors: 100 ms .. 30 s by default */
+    uint64_t backoff_base_ms, backoff_cap_ms; /* errors: 100 ms .. 1 s by default */
     uint32_t connect_timeout_ms;
 } consul_settings;
 
 /* Defaults: no address, stale, wait 5 min, max stale 10 s, rate 10/s burst 20, backoff
- * 100 ms .. 30 s, connect timeout 2 s. */
+ * 100 ms .. 1 s, connect timeout 2 s. */
 void consul_settings_init(consul_settings *s);
 
 /* Fill what Consul's environment variables say (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,

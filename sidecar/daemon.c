@@ -269,10 +269,11 @@ install(ringside *d, rs_ring *ring, uint8_t *healthy, const char *source, uint64
     log_health_change(cur, &next);
     view_free(cur);
     *cur = next;
-    write_state(d);
+    /* Subscribers first: the snapshot's fsyncs take milliseconds. */
     if (d->srv != NULL) {
         server_publish(d->srv);
     }
+    write_state(d);
     return true;
 }
 

@@ -534,7 +534,9 @@ test_server_error_then_retry(void **state) {
     assert_string_equal(st->last_error, "");
     json_t *r = fake_requests(&f->srv);
     assert_string_equal(req_param(r, 1, "index"), "5");
-    assert_string_equal(req_param(r, 2, "index"), "5"); /* kept across the error */
+    /* After a 5xx the agent may have lost its data: the retry asks without an index
+     * (an immediate answer), and the unchanged content is not delivered twice. */
+    assert_null(req_param(r, 2, "index"));
     json_decref(r);
 }
 
@@ -858,7 +860,7 @@ test_settings_from_env(void **state) {
     assert_int_equal(s.wait_ms, 300000);
     assert_int_equal(s.max_stale_ms, 10000);
     assert_int_equal(s.backoff_base_ms, 100);
-    assert_int_equal(s.backoff_cap_ms, 30000);
+    assert_int_equal(s.backoff_cap_ms, 1000);
     assert_int_equal(s.connect_timeout_ms, 2000);
 
     /* Nothing set: nothing changes. */
