@@ -363,7 +363,10 @@ get_choice(const json_t *v, const char *path, const char *noun, const char *cons
 
 static int
 parse_ring(const json_t *obj, rs_config *c, rs_error *err) {
-    static const char *const keys[] = {"name", "algorithm", "hash", "replicas", "hash_tag", NULL};
+    static const char *const keys[] = {
+        "name",       "algorithm",         "hash",   "replicas",       "hash_tag",
+        "table_size", "points_per_weight", "vnodes", "replica_factor", "zone_aware_replicas",
+        NULL};
     const json_t *v;
     const char *s;
     size_t len;
@@ -423,6 +426,31 @@ parse_ring(const json_t *obj, rs_config *c, rs_error *err) {
                 quote(q, s, len));
         }
         memcpy(c->params.hash_tag, s, len + 1);
+    }
+    /* Ranges here; table_size's primality and the rules across fields are checked by
+     * rs_ring_params_validate once the whole file is read. */
+    if ((v = json_object_get(obj, "table_size")) != NULL &&
+        get_u32(v, "ring.table_size", RS_TABLE_SIZE_MIN, RS_TABLE_SIZE_MAX, &c->params.table_size,
+                err) != 0) {
+        return -EINVAL;
+    }
+    if ((v = json_object_get(obj, "points_per_weight")) != NULL &&
+        get_u32(v, "ring.points_per_weight", 1, RS_POINTS_PER_WEIGHT_MAX,
+                &c->params.points_per_weight, err) != 0) {
+        return -EINVAL;
+    }
+    if ((v = json_object_get(obj, "vnodes")) != NULL &&
+        get_u32(v, "ring.vnodes", 1, RS_VNODES_MAX, &c->params.vnodes, err) != 0) {
+        return -EINVAL;
+    }
+    if ((v = json_object_get(obj, "replica_factor")) != NULL &&
+        get_u32(v, "ring.replica_factor", 1, RS_REPLICA_FACTOR_MAX, &c->params.replica_factor,
+                err) != 0) {
+        return -EINVAL;
+    }
+    if ((v = json_object_get(obj, "zone_aware_replicas")) != NULL &&
+        get_bool(v, "ring.zone_aware_replicas", &c->params.zone_aware_replicas, err) != 0) {
+        return -EINVAL;
     }
     return 0;
 }

@@ -271,7 +271,18 @@ b64_decode(const char *s, size_t len, unsigned char *out) {
 typedef enum key_kind { KEY_CONFIG, KEY_CONFIRM, KEY_NODE } key_kind;
 
 /* What <prefix>/config overrides. */
-enum { CFG_ALGORITHM = 1, CFG_HASH = 2, CFG_REPLICAS = 4, CFG_HASH_TAG = 8, CFG_MAX = 16 };
+enum {
+    CFG_ALGORITHM = 1,
+    CFG_HASH = 2,
+    CFG_REPLICAS = 4,
+    CFG_HASH_TAG = 8,
+    CFG_MAX = 16,
+    CFG_TABLE_SIZE = 32,
+    CFG_POINTS_PER_WEIGHT = 64,
+    CFG_VNODES = 128,
+    CFG_REPLICA_FACTOR = 256,
+    CFG_ZONE_AWARE = 512,
+};
 
 typedef struct kv_config {
     unsigned set; /* CFG_* */
@@ -279,6 +290,11 @@ typedef struct kv_config {
     rs_hash_kind hash;
     uint32_t replicas;
     char hash_tag[3];
+    uint32_t table_size;
+    uint32_t points_per_weight;
+    uint32_t vnodes;
+    uint32_t replica_factor;
+    bool zone_aware_replicas;
     bool force;
     double max_removal;
 } kv_config;
@@ -571,16 +587,44 @@ config_apply(const kv_config *c, const rs_ring_params *base, rs_ring_params *out
     if (c->set & CFG_HASH_TAG) {
         memcpy(out->hash_tag, c->hash_tag, sizeof(out->hash_tag));
     }
+    if (c->set & CFG_TABLE_SIZE) {
+        out->table_size = c->table_size;
+    }
+    if (c->set & CFG_POINTS_PER_WEIGHT) {
+        out->points_per_weight = c->points_per_weight;
+    }
+    if (c->set & CFG_VNODES) {
+        out->vnodes = c->vnodes;
+    }
+    if (c->set & CFG_REPLICA_FACTOR) {
+        out->replica_factor = c->replica_factor;
+    }
+    if (c->set & CFG_ZONE_AWARE) {
+        out->zone_aware_replicas = c->zone_aware_replicas;
+    }
     return rs_ring_params_validate(out, why);
 }
 
-/* <prefix>/config: {"algorithm","hash","replicas","hash_tag","force","max_removal_fraction"}. */
+/* <prefix>/config: {"algorithm","hash","replicas","hash_tag","table_size",
+ * "points_per_weight","vnodes","replica_factor","zone_aware_replicas","force",
+ * "max_removal_fraction"}: the file's ring parameters, with the same checks. */
 static int
 parse_config(const json_t *v, const rs_ring_params *base, memo_entry **out, rs_error *why) {
-    static const char *const keys[] = {
-        "algorithm", "hash", "replicas", "hash_tag", "force", "max_removal_fraction", NULL};
+    static const char *const keys[] = {"algorithm",
+                                       "hash",
+                                       "replicas",
+                                       "hash_tag",
+                                       "table_size",
+                                       "points_per_weight",
+                                       "vnodes",
+                                       "replica_factor",
+                                       "zone_aware_replicas",
+                                       "force",
+                                       "max_removal_fraction",
+                                       NULL};
     static const char expected[] =
-        "algorithm, hash, replicas, hash_tag, force, max_removal_fraction";
+        "algorithm, hash, replicas, hash_tag, table_size, points_per_weight, vnodes, "
+        "replica_factor, zone_aware_replicas, force, max_removal_fraction";
     kv_config c = {0};
     const json_t *f;
     const char *s = NULL;
@@ -625,6 +669,39 @@ parse_config(const json_t *v, const rs_ring_params *base, memo_entry **out, rs_e
         }
         memcpy(c.hash_tag, s, len + 1);
         c.set |= CFG_HASH_TAG;
+    }
+    /* Ranges here; table_size's primality is rs_ring_params_validate's, below. */
+    if ((f = json_object_get(v, "table_size")) != NULL) {
+        if (get_u32(f, "table_size", RS_TABLE_SIZE_MIN, RS_TABLE_SIZE_MAX, &c.table_size, why) !=
+            0) {
+            return -EINVAL;
+        }
+        c.set |= CFG_TABLE_SIZE;
+    }
+    if ((f = json_object_get(v, "points_per_weight")) != NULL) {
+        if (get_u32(f, "points_per_weight", 1, RS_POINTS_PER_WEIGHT_MAX, &c.points_per_weight,
+                    why) != 0) {
+            return -EINVAL;
+        }
+        c.set |= CFG_POINTS_PER_WEIGHT;
+    }
+    if ((f = json_object_get(v, "vnodes")) != NULL) {
+        if (get_u32(f, "vnodes", 1, RS_VNODES_MAX, &c.vnodes, why) != 0) {
+            return -EINVAL;
+        }
+        c.set |= CFG_VNODES;
+    }
+    if ((f = json_object_get(v, "replica_factor")) != NULL) {
+        if (get_u32(f, "replica_factor", 1, RS_REPLICA_FACTOR_MAX, &c.replica_factor, why) != 0) {
+            return -EINVAL;
+        }
+        c.set |= CFG_REPLICA_FACTOR;
+    }
+    if ((f = json_object_get(v, "zone_aware_replicas")) != NULL) {
+        if (get_bool(f, "zone_aware_replicas", &c.zone_aware_replicas, why) != 0) {
+            return -EINVAL;
+        }
+        c.set |= CFG_ZONE_AWARE;
     }
     if ((f = json_object_get(v, "force")) != NULL && get_bool(f, "force", &c.force, why) != 0) {
         return -EINVAL;

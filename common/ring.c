@@ -1,7 +1,9 @@
-/* Ring construction, lookup and accounting for the ketama and modula algorithms.
+/* Ring parameters, construction, lookup, replicas and accounting, whatever the algorithm;
+ * the per-algorithm builders live in alg_continuum.c, alg_table.c and alg_rendezvous.c.
  * ketama reproduces twemproxy 0.5.0's continuum bit for bit (see reference notes). */
 #include "rs_ring.h"
 #include "rs_error.h"
+#include "ring_impl.h"
 
 #include <errno.h>
 #include <math.h>
@@ -13,39 +15,14 @@
 
 #include <openssl/sha.h>
 
-#define KETAMA_POINTS_PER_SERVER 160
-#define KETAMA_POINTS_PER_HASH 4
-#define TWO32 4294967296.0
-
-struct rs_ring {
-    atomic_uint refs;
-    rs_ring_params params;
-    rs_hash_fn hash;
-    uint32_t nnodes;
-    uint32_t nenabled;
-    uint32_t total_weight; /* of enabled nodes */
-    rs_ring_node *nodes;   /* sorted by identity: shorter id first, then bytewise */
-    char *strings;         /* arena holding every node string */
-
-    /* ketama: sorted point values with their owners, plus a bucket index over the top
-     * bits of the hash so a lookup scans a handful of points instead of a bisection. */
-    uint32_t npoints;
-    uint32_t *value;
-    uint32_t *owner;
-    uint32_t *bucket; /* 2^bucket_bits + 1 entries: first point index of each bucket */
-    uint32_t bucket_shift;
-
-    /* modula: slot -> node */
-    uint32_t nslots;
-    uint32_t *slot;
-
-    double imbalance;
-    char fingerprint[RS_FINGERPRINT_LEN + 1];
-};
-
 static const char *const algorithm_names[RS_ALG_COUNT] = {
     [RS_ALG_KETAMA] = "ketama",
     [RS_ALG_MODULA] = "modula",
+    [RS_ALG_MAGLEV] = "maglev",
+    [RS_ALG_RENDEZVOUS] = "rendezvous",
+    [RS_ALG_KETAMA_XXH3] = "ketama_xxh3",
+    [RS_ALG_HASH_RING] = "hash_ring",
+    [RS_ALG_VNODE_SHA256] = "vnode_sha256",
 };
 
 void
@@ -54,6 +31,11 @@ rs_ring_params_init(rs_ring_params *p) {
     p->algorithm = RS_ALG_KETAMA;
     p->hash = RS_HASH_FNV1A_64;
     p->replicas = 2;
+    p->table_size = RS_TABLE_SIZE_DEFAULT;
+    p->points_per_weight = RS_POINTS_PER_WEIGHT_DEFAULT;
+    p->vnodes = RS_VNODES_DEFAULT;
+    p->replica_factor = RS_REPLICA_FACTOR_DEFAULT;
+    p->zone_aware_replicas = false;
 }
 
 int
@@ -75,6 +57,33 @@ rs_algorithm_name(rs_algorithm alg) {
     return (unsigned)alg < RS_ALG_COUNT ? algorithm_names[alg] : "unknown";
 }
 
+static bool
+is_prime(uint32_t n) {
+    if (n < 2) {
+        return false;
+    }
+    for (uint32_t d = 2; d <= n / d; d++) {
+        if (n % d == 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+const char *
+rs_algorithm_own_hash(rs_algorithm alg) {
+    switch (alg) {
+    case RS_ALG_HASH_RING:
+        return "md5";
+    case RS_ALG_VNODE_SHA256:
+        return "sha256_be32";
+    case RS_ALG_KETAMA_XXH3:
+        return "xxh3";
+    default:
+        return NULL;
+    }
+}
+
 int
 rs_ring_params_validate(const rs_ring_params *p, rs_error *err) {
     if ((unsigned)p->algorithm >= RS_ALG_COUNT) {
@@ -83,6 +92,21 @@ rs_ring_params_validate(const rs_ring_params *p, rs_error *err) {
     if ((unsigned)p->hash >= RS_HASH_COUNT) {
         return rs_error_set(err, -EINVAL, "hash: unknown hash %d", (int)p->hash);
     }
+    /* Algorithms with a key hash of their own take the default (meaning "not set") or
+     * that very hash; anything else would be silently ignored, so it is refused. */
+    const char *own = rs_algorithm_own_hash(p->algorithm);
+    if (own != NULL && p->hash != RS_HASH_FNV1A_64 && strcmp(rs_hash_name(p->hash), own) != 0) {
+        if (p->algorithm == RS_ALG_VNODE_SHA256) {
+            return rs_error_set(err, -EINVAL,
+                                "hash: vnode_sha256 always hashes keys with SHA-256; leave hash "
+                                "unset, got \"%s\"",
+                                rs_hash_name(p->hash));
+        }
+        return rs_error_set(err, -EINVAL,
+                            "hash: %s always hashes keys with %s; leave hash unset (or \"%s\"), "
+                            "got \"%s\"",
+                            rs_algorithm_name(p->algorithm), own, own, rs_hash_name(p->hash));
+    }
     if (p->replicas < 1 || p->replicas > RS_REPLICAS_MAX) {
         return rs_error_set(err, -EINVAL, "replicas: must be between 1 and %d, got %u",
                             RS_REPLICAS_MAX, p->replicas);
@@ -90,6 +114,27 @@ rs_ring_params_validate(const rs_ring_params *p, rs_error *err) {
     size_t tag = strnlen(p->hash_tag, sizeof(p->hash_tag));
     if (tag != 0 && tag != 2) {
         return rs_error_set(err, -EINVAL, "hash_tag: must be empty or exactly two characters");
+    }
+    /* 0 stands for the default in the algorithm-specific fields, so that parameters
+     * zero-initialised by code that predates them stay valid. */
+    uint32_t table_size = p->table_size == 0 ? RS_TABLE_SIZE_DEFAULT : p->table_size;
+    if (table_size < RS_TABLE_SIZE_MIN || table_size > RS_TABLE_SIZE_MAX || !is_prime(table_size)) {
+        return rs_error_set(err, -EINVAL,
+                            "table_size: must be a prime between %u and %u (e.g. 65537, 655373), "
+                            "got %u",
+                            RS_TABLE_SIZE_MIN, RS_TABLE_SIZE_MAX, p->table_size);
+    }
+    if (p->points_per_weight > RS_POINTS_PER_WEIGHT_MAX) {
+        return rs_error_set(err, -EINVAL, "points_per_weight: must be between 1 and %u, got %u",
+                            RS_POINTS_PER_WEIGHT_MAX, p->points_per_weight);
+    }
+    if (p->vnodes > RS_VNODES_MAX) {
+        return rs_error_set(err, -EINVAL, "vnodes: must be between 1 and %u, got %u", RS_VNODES_MAX,
+                            p->vnodes);
+    }
+    if (p->replica_factor > RS_REPLICA_FACTOR_MAX) {
+        return rs_error_set(err, -EINVAL, "replica_factor: must be between 1 and %u, got %u",
+                            RS_REPLICA_FACTOR_MAX, p->replica_factor);
     }
     return 0;
 }
@@ -210,194 +255,75 @@ node_cmp(const void *a, const void *b) {
     return id_cmp(((const rs_ring_node *)a)->id, ((const rs_ring_node *)b)->id);
 }
 
-/* Stable LSD radix sort of items on their upper 32 bits (the point value); the lower
- * 32 bits carry the owner. Stability keeps twemproxy's tie order: server index, then
- * hash index, then digest word, which is the order items were generated in. */
+/* The ring keeps its parameters with every 0-for-default spelled out. */
+static void
+resolve_defaults(rs_ring_params *p) {
+    p->table_size = p->table_size == 0 ? RS_TABLE_SIZE_DEFAULT : p->table_size;
+    p->points_per_weight =
+        p->points_per_weight == 0 ? RS_POINTS_PER_WEIGHT_DEFAULT : p->points_per_weight;
+    p->vnodes = p->vnodes == 0 ? RS_VNODES_DEFAULT : p->vnodes;
+    p->replica_factor = p->replica_factor == 0 ? RS_REPLICA_FACTOR_DEFAULT : p->replica_factor;
+}
+
+static rs_shape
+shape_of(rs_algorithm alg) {
+    switch (alg) {
+    case RS_ALG_MODULA:
+    case RS_ALG_MAGLEV:
+        return RS_SHAPE_SLOTS;
+    case RS_ALG_RENDEZVOUS:
+        return RS_SHAPE_SCORES;
+    default:
+        return RS_SHAPE_CONTINUUM;
+    }
+}
+
 static int
-sort_points(uint64_t *items, uint32_t n) {
-    enum { BITS = 11, RADIX = 1 << BITS };
-    uint64_t *tmp = malloc((size_t)n * sizeof(*tmp));
-    uint32_t *count = malloc(RADIX * sizeof(*count));
-    if (tmp == NULL || count == NULL) {
-        free(tmp);
-        free(count);
+zone_ref_cmp(const void *a, const void *b) {
+    const rs_ring_node *x = *(const rs_ring_node *const *)a, *y = *(const rs_ring_node *const *)b;
+    return strcmp(x->zone, y->zone);
+}
+
+/* A small id per distinct zone (nodes without one share ""), and how many zones hold an
+ * enabled node: zone-aware replicas stop looking for new zones once they have them all. */
+static int
+build_zones(rs_ring *r) {
+    const rs_ring_node **by_zone = malloc((size_t)r->nnodes * sizeof(*by_zone));
+    r->zone_of = malloc((size_t)r->nnodes * sizeof(*r->zone_of));
+    uint8_t *has_enabled = calloc(r->nnodes, 1);
+    if (by_zone == NULL || r->zone_of == NULL || has_enabled == NULL) {
+        free(by_zone);
+        free(has_enabled);
         return -ENOMEM;
     }
-    uint64_t *src = items, *dst = tmp;
-    for (unsigned shift = 32; shift < 64; shift += BITS) {
-        memset(count, 0, RADIX * sizeof(*count));
-        for (uint32_t i = 0; i < n; i++) {
-            count[(src[i] >> shift) & (RADIX - 1)]++;
-        }
-        uint32_t sum = 0;
-        for (uint32_t d = 0; d < RADIX; d++) {
-            uint32_t c = count[d];
-            count[d] = sum;
-            sum += c;
-        }
-        for (uint32_t i = 0; i < n; i++) {
-            dst[count[(src[i] >> shift) & (RADIX - 1)]++] = src[i];
-        }
-        uint64_t *t = src;
-        src = dst;
-        dst = t;
-    }
-    if (src != items) { /* odd number of passes: 3 with 11 bits */
-        memcpy(items, src, (size_t)n * sizeof(*items));
-    }
-    free(tmp);
-    free(count);
-    return 0;
-}
-
-/* Decimal digits of v at out (no NUL); returns their count. Rebuilds format one number
- * per MD5, where snprintf would cost a third of the build. */
-static size_t
-format_u32(char *out, uint32_t v) {
-    char tmp[10];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++) {
-        out[i] = tmp[n - 1 - i];
-    }
-    return n;
-}
-
-/* Points per server exactly as twemproxy computes them: float32 share, then
- * floorf(share * 160 / 4 * n + 1e-10) * 4, where the addition happens in double. */
-static uint32_t
-ketama_points(uint32_t weight, uint32_t total_weight, uint32_t nlive) {
-    float pct = (float)weight / (float)total_weight;
-    float x = pct * (float)KETAMA_POINTS_PER_SERVER;
-    x = x / 4.0f;
-    x = x * (float)nlive;
-    double d = (double)x + 0.0000000001;
-    float f = floorf((float)d);
-    return (uint32_t)(f * 4.0f);
-}
-
-static int
-build_ketama(rs_ring *r, rs_error *err) {
-    uint64_t total = 0;
     for (uint32_t i = 0; i < r->nnodes; i++) {
-        rs_ring_node *n = &r->nodes[i];
-        n->points = n->enabled ? ketama_points(n->weight, r->total_weight, r->nenabled) : 0;
-        total += n->points;
+        by_zone[i] = &r->nodes[i];
     }
-    if (total > RS_POINTS_MAX) {
-        return rs_error_set(err, -E2BIG, "ring needs %llu points (max %u)",
-                            (unsigned long long)total, RS_POINTS_MAX);
-    }
-    if (total == 0) {
-        return rs_error_set(err, -EINVAL, "no node gets a point on the ring (weights too uneven)");
-    }
-    uint64_t *items = malloc((size_t)total * sizeof(*items));
-    if (items == NULL) {
-        return rs_error_set(err, -ENOMEM, "out of memory");
-    }
-    uint32_t k = 0;
-    char buf[RS_ID_MAX + 16];
-    unsigned char digest[16];
+    qsort(by_zone, r->nnodes, sizeof(*by_zone), zone_ref_cmp);
+    uint32_t id = 0;
     for (uint32_t i = 0; i < r->nnodes; i++) {
-        const rs_ring_node *n = &r->nodes[i];
-        size_t idlen = strlen(n->id);
-        memcpy(buf, n->id, idlen);
-        buf[idlen] = '-';
-        for (uint32_t h = 0; h < n->points / KETAMA_POINTS_PER_HASH; h++) {
-            size_t len = format_u32(buf + idlen + 1, h);
-            rs_md5(buf, idlen + 1 + len, digest);
-            for (int w = 0; w < KETAMA_POINTS_PER_HASH; w++) {
-                const unsigned char *d = digest + 4 * w;
-                uint32_t v = (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 |
-                             (uint32_t)d[3] << 24;
-                items[k++] = (uint64_t)v << 32 | i;
-            }
+        if (i > 0 && strcmp(by_zone[i - 1]->zone, by_zone[i]->zone) != 0) {
+            id++;
+        }
+        uint32_t node = (uint32_t)(by_zone[i] - r->nodes);
+        r->zone_of[node] = (uint16_t)id;
+        if (by_zone[i]->enabled && !has_enabled[id]) {
+            has_enabled[id] = 1;
+            r->nzones++;
         }
     }
-    int rc = sort_points(items, k);
-    if (rc != 0) {
-        free(items);
-        return rs_error_set(err, rc, "out of memory");
-    }
-    unsigned bits = 1;
-    while (bits < 20 && (1u << (bits + 2)) <= k) {
-        bits++;
-    }
-    r->npoints = k;
-    r->bucket_shift = 32 - bits;
-    r->value = malloc((size_t)k * sizeof(*r->value));
-    r->owner = malloc((size_t)k * sizeof(*r->owner));
-    r->bucket = malloc(((size_t)(1u << bits) + 1) * sizeof(*r->bucket));
-    if (r->value == NULL || r->owner == NULL || r->bucket == NULL) {
-        free(items);
-        return rs_error_set(err, -ENOMEM, "out of memory");
-    }
-    uint32_t b = 0;
-    for (uint32_t i = 0; i < k; i++) {
-        r->value[i] = (uint32_t)(items[i] >> 32);
-        r->owner[i] = (uint32_t)items[i];
-        uint32_t top = r->value[i] >> r->bucket_shift;
-        while (b <= top) {
-            r->bucket[b++] = i;
-        }
-    }
-    while (b <= (1u << bits)) {
-        r->bucket[b++] = k;
-    }
-    free(items);
-
-    /* Shares from arc lengths: point i owns (value[i-1], value[i]]; point 0 also owns
-     * everything above the last point. A repeated value owns nothing. */
-    uint64_t *own = calloc(r->nnodes, sizeof(*own));
-    if (own == NULL) {
-        return rs_error_set(err, -ENOMEM, "out of memory");
-    }
-    own[r->owner[0]] += (uint64_t)r->value[0] + 1 + (UINT32_MAX - (uint64_t)r->value[k - 1]);
-    for (uint32_t i = 1; i < k; i++) {
-        own[r->owner[i]] += (uint64_t)r->value[i] - r->value[i - 1];
-    }
-    for (uint32_t i = 0; i < r->nnodes; i++) {
-        r->nodes[i].share = (double)own[i] / TWO32;
-    }
-    free(own);
-    return 0;
-}
-
-static int
-build_modula(rs_ring *r, rs_error *err) {
-    if (r->total_weight > RS_POINTS_MAX) {
-        return rs_error_set(err, -E2BIG, "modula needs %u slots (max %u): lower the weights",
-                            r->total_weight, RS_POINTS_MAX);
-    }
-    r->nslots = r->total_weight;
-    r->slot = malloc((size_t)r->nslots * sizeof(*r->slot));
-    if (r->slot == NULL) {
-        return rs_error_set(err, -ENOMEM, "out of memory");
-    }
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < r->nnodes; i++) {
-        rs_ring_node *n = &r->nodes[i];
-        n->points = n->enabled ? n->weight : 0;
-        for (uint32_t w = 0; w < n->points; w++) {
-            r->slot[k++] = i;
-        }
-    }
-    /* hash % W over all 2^32 hashes: the first (2^32 mod W) slots get one extra hash. */
-    uint64_t base = ((uint64_t)1 << 32) / r->nslots;
-    uint64_t extra = ((uint64_t)1 << 32) % r->nslots;
-    for (uint32_t s = 0; s < r->nslots; s++) {
-        r->nodes[r->slot[s]].share += (double)(base + (s < extra)) / TWO32;
-    }
+    r->nzone_ids = id + 1;
+    free(by_zone);
+    free(has_enabled);
     return 0;
 }
 
 static int
 compute_fingerprint(rs_ring *r) {
-    /* Canonical text: one line of parameters, then one line per node in ring order. */
-    size_t cap = 256;
+    /* Canonical text: one line of parameters, then one line per node in ring order.
+     * ketama and modula without zone-aware replicas keep their original text (and so
+     * their fingerprints); other algorithms append the parameters that place keys. */
+    size_t cap = 320;
     for (uint32_t i = 0; i < r->nnodes; i++) {
         const rs_ring_node *n = &r->nodes[i];
         cap += strlen(n->id) + strlen(n->address) + strlen(n->zone) + 32;
@@ -406,10 +332,29 @@ compute_fingerprint(rs_ring *r) {
     if (text == NULL) {
         return -ENOMEM;
     }
-    size_t len =
-        (size_t)snprintf(text, cap, "ringside-ring-v1 algorithm=%s hash=%s replicas=%u tag=%s\n",
-                         rs_algorithm_name(r->params.algorithm), rs_hash_name(r->params.hash),
-                         r->params.replicas, r->params.hash_tag);
+    const rs_ring_params *p = &r->params;
+    size_t len = (size_t)snprintf(
+        text, cap, "ringside-ring-v1 algorithm=%s hash=%s replicas=%u tag=%s",
+        rs_algorithm_name(p->algorithm), rs_ring_key_hash_name(r), p->replicas, p->hash_tag);
+    switch (p->algorithm) {
+    case RS_ALG_MAGLEV:
+        len += (size_t)snprintf(text + len, cap - len, " table_size=%u", p->table_size);
+        break;
+    case RS_ALG_KETAMA_XXH3:
+        len +=
+            (size_t)snprintf(text + len, cap - len, " points_per_weight=%u", p->points_per_weight);
+        break;
+    case RS_ALG_VNODE_SHA256:
+        len += (size_t)snprintf(text + len, cap - len, " vnodes=%u replica_factor=%u", p->vnodes,
+                                p->replica_factor);
+        break;
+    default:
+        break;
+    }
+    if (p->zone_aware_replicas) {
+        len += (size_t)snprintf(text + len, cap - len, " zone_aware_replicas=1");
+    }
+    text[len++] = '\n';
     for (uint32_t i = 0; i < r->nnodes; i++) {
         const rs_ring_node *n = &r->nodes[i];
         len += (size_t)snprintf(text + len, cap - len, "%s %s %u %s %d\n", n->id, n->address,
@@ -431,10 +376,14 @@ ring_free(rs_ring *r) {
     }
     free(r->nodes);
     free(r->strings);
-    free(r->value);
-    free(r->owner);
+    free(r->points);
     free(r->bucket);
     free(r->slot);
+    free(r->rv_node);
+    free(r->rv_seed);
+    free(r->rv_weight);
+    free(r->rv_log2);
+    free(r->zone_of);
     free(r);
 }
 
@@ -484,7 +433,24 @@ rs_ring_build(const rs_ring_params *p, const rs_node *nodes, size_t n, rs_ring *
     }
     atomic_init(&r->refs, 1);
     r->params = *p;
-    r->hash = rs_hash_get(p->hash);
+    resolve_defaults(&r->params);
+    r->shape = shape_of(p->algorithm);
+    switch (p->algorithm) {
+    case RS_ALG_HASH_RING:
+        r->hash = rs_hash_get(RS_HASH_MD5); /* MD5, bytes 0-3 little-endian: the library's */
+        r->strict = true;
+        break;
+    case RS_ALG_VNODE_SHA256:
+        r->hash = rs_alg_sha256_be32;
+        r->strict = true;
+        break;
+    case RS_ALG_KETAMA_XXH3:
+        r->hash = rs_alg_xxh3_32;
+        break;
+    default:
+        r->hash = rs_hash_get(p->hash);
+        break;
+    }
     r->nnodes = (uint32_t)n;
     r->nodes = calloc(n, sizeof(*r->nodes));
     r->strings = malloc(strings);
@@ -519,16 +485,35 @@ rs_ring_build(const rs_ring_params *p, const rs_node *nodes, size_t n, rs_ring *
 
     switch (p->algorithm) {
     case RS_ALG_KETAMA:
-        rc = build_ketama(r, err);
+        rc = rs_alg_build_ketama(r, err);
         break;
     case RS_ALG_MODULA:
-        rc = build_modula(r, err);
+        rc = rs_alg_build_modula(r, err);
+        break;
+    case RS_ALG_MAGLEV:
+        rc = rs_alg_build_maglev(r, err);
+        break;
+    case RS_ALG_RENDEZVOUS:
+        rc = rs_alg_build_rendezvous(r, err);
+        break;
+    case RS_ALG_KETAMA_XXH3:
+        rc = rs_alg_build_ketama_xxh3(r, err);
+        break;
+    case RS_ALG_HASH_RING:
+        rc = rs_alg_build_hash_ring(r, err);
+        break;
+    case RS_ALG_VNODE_SHA256:
+        rc = rs_alg_build_vnode_sha256(r, err);
         break;
     default:
         rc = rs_error_set(err, -EINVAL, "algorithm: not implemented");
         break;
     }
     if (rc != 0) {
+        goto cleanup;
+    }
+    if (p->zone_aware_replicas && build_zones(r) != 0) {
+        rc = rs_error_set(err, -ENOMEM, "out of memory");
         goto cleanup;
     }
 
@@ -581,26 +566,59 @@ rs_ring_hash_key(const rs_ring *r, const char *key, size_t len) {
             }
         }
     }
-    return len == 0 ? 0 : r->hash(key, len);
+    /* twemproxy hashes an empty key to 0; the Python rings hash "" like any string. */
+    return len == 0 && !r->strict ? 0 : r->hash(key, len);
 }
 
-/* Index of the first point >= hash, wrapping to 0 past the last one. */
-static inline uint32_t
-ketama_index(const rs_ring *r, uint32_t hash) {
-    uint32_t b = hash >> r->bucket_shift;
-    uint32_t i = r->bucket[b], end = r->bucket[b + 1];
-    while (i < end && r->value[i] < hash) {
-        i++;
+const char *
+rs_ring_key_hash_name(const rs_ring *r) {
+    const char *own = rs_algorithm_own_hash(r->params.algorithm);
+    return own != NULL ? own : rs_hash_name(r->params.hash);
+}
+
+/* The best-ranked enabled node of a rendezvous ring. Out of line: inlined, its register
+ * needs would put a prologue on every continuum and slot lookup. */
+__attribute__((noinline)) static uint32_t
+rendezvous_best(const rs_ring *r, uint32_t hash) {
+    uint64_t spread = rs_rendezvous_spread(hash);
+    uint32_t best = 0;
+    if (!r->rv_weighted) {
+        /* Ties go to the first, which is the lower node index. */
+        uint64_t top = rs_rendezvous_mix(r->rv_seed[0], spread);
+        for (uint32_t k = 1; k < r->nenabled; k++) {
+            uint64_t x = rs_rendezvous_mix(r->rv_seed[k], spread);
+            if (x > top) {
+                top = x;
+                best = k;
+            }
+        }
+        return r->rv_node[best];
     }
-    return i == r->npoints ? 0 : i;
+    /* Smallest -log2(U) / weight: compare key_a * weight_b < key_b * weight_a (< 2^52). */
+    uint64_t bkey = rs_rendezvous_neglog2(r->rv_log2, rs_rendezvous_mix(r->rv_seed[0], spread) | 1);
+    uint64_t bw = r->rv_weight[0];
+    for (uint32_t k = 1; k < r->nenabled; k++) {
+        uint64_t key =
+            rs_rendezvous_neglog2(r->rv_log2, rs_rendezvous_mix(r->rv_seed[k], spread) | 1);
+        if (key * bw < bkey * r->rv_weight[k]) {
+            bkey = key;
+            bw = r->rv_weight[k];
+            best = k;
+        }
+    }
+    return r->rv_node[best];
 }
 
 uint32_t
 rs_ring_locate(const rs_ring *r, uint32_t hash) {
-    if (r->params.algorithm == RS_ALG_KETAMA) {
-        return r->owner[ketama_index(r, hash)];
+    switch (r->shape) {
+    case RS_SHAPE_CONTINUUM:
+        return r->points[rs_continuum_index(r, hash)].owner;
+    case RS_SHAPE_SLOTS:
+        return r->slot[rs_slot_index(r, hash)];
+    default:
+        return rendezvous_best(r, hash);
     }
-    return r->slot[hash % r->nslots];
 }
 
 uint32_t
@@ -608,41 +626,87 @@ rs_ring_lookup(const rs_ring *r, const char *key, size_t len) {
     return rs_ring_locate(r, rs_ring_hash_key(r, key, len));
 }
 
-size_t
-rs_ring_candidates(const rs_ring *r, uint32_t hash, const uint8_t *usable, uint32_t *out,
-                   size_t max) {
-    const uint32_t *seq;
-    uint32_t len, start;
-    if (r->params.algorithm == RS_ALG_KETAMA) {
-        seq = r->owner;
-        len = r->npoints;
-        start = ketama_index(r, hash);
-    } else {
-        seq = r->slot;
-        len = r->nslots;
-        start = hash % r->nslots;
+/* ---- replicas ---- */
+
+/* The natural order of a key as a sequence of node indexes, repeats included: a walk
+ * around the continuum or the slot table, or a list ranked in advance (rendezvous). */
+typedef struct walk {
+    const rs_ring *r;
+    const rs_rank *ranks; /* rendezvous */
+    uint32_t pos, len, left;
+} walk;
+
+static void
+walk_init(walk *w, const rs_ring *r, uint32_t hash, const rs_rank *ranks) {
+    w->r = r;
+    w->ranks = ranks;
+    switch (r->shape) {
+    case RS_SHAPE_CONTINUUM:
+        w->len = r->npoints;
+        w->pos = rs_continuum_index(r, hash);
+        w->pos = w->pos == r->npoints ? 0 : w->pos;
+        break;
+    case RS_SHAPE_SLOTS:
+        w->len = r->nslots;
+        w->pos = rs_slot_index(r, hash);
+        break;
+    default:
+        w->len = r->nenabled;
+        w->pos = 0;
+        break;
     }
-    if (max > r->nenabled) {
-        max = r->nenabled;
+    w->left = w->len;
+}
+
+static inline bool
+walk_next(walk *w, uint32_t *node) {
+    if (w->left == 0) {
+        return false;
     }
+    w->left--;
+    switch (w->r->shape) {
+    case RS_SHAPE_CONTINUUM:
+        *node = w->r->points[w->pos].owner;
+        break;
+    case RS_SHAPE_SLOTS:
+        *node = w->r->slot[w->pos];
+        break;
+    default:
+        *node = w->ranks[w->pos].node;
+        break;
+    }
+    w->pos = w->pos + 1 == w->len ? 0 : w->pos + 1;
+    return true;
+}
+
+static int
+rank_cmp(const void *a, const void *b) {
+    const rs_rank *x = a, *y = b;
+    return rs_rank_before(x, y) ? -1 : rs_rank_before(y, x) ? 1 : 0;
+}
+
+#define BIT_TEST(set, i) (((set)[(i) / 64] >> ((i) % 64)) & 1)
+#define BIT_SET(set, i) ((set)[(i) / 64] |= (uint64_t)1 << ((i) % 64))
+
+/* Distinct usable nodes in natural order. */
+static size_t
+plain_candidates(walk *w, const uint8_t *usable, uint32_t *out, size_t max) {
     /* Small requests check the output for duplicates; large ones keep a bitmap. */
     uint64_t seen[(RS_NODES_MAX + 63) / 64];
     bool bitmap = max > 8;
     if (bitmap) {
-        memset(seen, 0, ((r->nnodes + 63) / 64) * sizeof(uint64_t));
+        memset(seen, 0, ((w->r->nnodes + 63) / 64) * sizeof(uint64_t));
     }
     size_t count = 0;
-    uint32_t pos = start;
-    for (uint32_t step = 0; step < len && count < max; step++) {
-        uint32_t node = seq[pos];
-        pos = pos + 1 == len ? 0 : pos + 1;
+    uint32_t node;
+    while (count < max && walk_next(w, &node)) {
         if (usable != NULL && !usable[node]) {
             continue;
         }
         bool dup = false;
         if (bitmap) {
-            dup = (seen[node / 64] >> (node % 64)) & 1;
-            seen[node / 64] |= (uint64_t)1 << (node % 64);
+            dup = BIT_TEST(seen, node);
+            BIT_SET(seen, node);
         } else {
             for (size_t j = 0; j < count && !dup; j++) {
                 dup = out[j] == node;
@@ -654,6 +718,118 @@ rs_ring_candidates(const rs_ring *r, uint32_t hash, const uint8_t *usable, uint3
     }
     return count;
 }
+
+/* The zone-aware order over all enabled nodes, health aside: walking the natural order,
+ * a node of a zone not taken yet comes first (and takes its zone); once every zone is
+ * taken, or the walk ends, the other nodes follow in natural order (a second walk from
+ * the start). Unusable nodes keep their place in that order but are not written. */
+static size_t
+zone_candidates(walk *w, const uint8_t *usable, uint32_t *out, size_t max) {
+    const rs_ring *r = w->r;
+    uint64_t seen[(RS_NODES_MAX + 63) / 64];
+    uint64_t first[(RS_NODES_MAX + 63) / 64];
+    uint64_t taken[(RS_NODES_MAX + 63) / 64];
+    const size_t words = (r->nnodes + 63) / 64;
+    memset(seen, 0, words * sizeof(uint64_t));
+    memset(first, 0, words * sizeof(uint64_t));
+    memset(taken, 0, ((r->nzone_ids + 63) / 64) * sizeof(uint64_t));
+    walk again = *w;
+    size_t count = 0;
+    uint32_t zones = 0, node;
+    while (count < max && zones < r->nzones && walk_next(w, &node)) {
+        if (BIT_TEST(seen, node)) {
+            continue;
+        }
+        BIT_SET(seen, node);
+        uint32_t z = r->zone_of[node];
+        if (!BIT_TEST(taken, z)) {
+            BIT_SET(taken, z);
+            BIT_SET(first, node);
+            zones++;
+            if (usable == NULL || usable[node]) {
+                out[count++] = node;
+            }
+        }
+    }
+    while (count < max && walk_next(&again, &node)) {
+        if (BIT_TEST(first, node)) {
+            continue;
+        }
+        BIT_SET(first, node); /* from here on: "already placed" */
+        if (usable == NULL || usable[node]) {
+            out[count++] = node;
+        }
+    }
+    return count;
+}
+
+size_t
+rs_ring_candidates(const rs_ring *r, uint32_t hash, const uint8_t *usable, uint32_t *out,
+                   size_t max) {
+    if (max > r->nenabled) {
+        max = r->nenabled;
+    }
+    if (max == 0) {
+        return 0;
+    }
+    /* The common case: a usable primary and one answer. */
+    if (max == 1) {
+        uint32_t primary = rs_ring_locate(r, hash);
+        if (usable == NULL || usable[primary]) {
+            out[0] = primary;
+            return 1;
+        }
+    }
+    bool zones = r->params.zone_aware_replicas && r->zone_of != NULL;
+    if (r->shape != RS_SHAPE_SCORES) {
+        walk w;
+        walk_init(&w, r, hash, NULL);
+        return zones ? zone_candidates(&w, usable, out, max)
+                     : plain_candidates(&w, usable, out, max);
+    }
+
+    /* Rendezvous: a few answers come from one pass keeping the best ones; more, or zones,
+     * rank every node. */
+    rs_rank stack[256];
+    rs_rank *ranks = r->nenabled <= 256 ? stack : malloc((size_t)r->nenabled * sizeof(*ranks));
+    if (ranks == NULL) {
+        return 0;
+    }
+    rs_alg_rendezvous_ranks(r, hash, ranks);
+    size_t count = 0;
+    if (!zones && max <= RS_REPLICAS_MAX) {
+        rs_rank best[RS_REPLICAS_MAX];
+        for (uint32_t k = 0; k < r->nenabled; k++) {
+            if (usable != NULL && !usable[ranks[k].node]) {
+                continue;
+            }
+            if (count == max && !rs_rank_before(&ranks[k], &best[count - 1])) {
+                continue;
+            }
+            size_t at = count < max ? count++ : count - 1;
+            while (at > 0 && rs_rank_before(&ranks[k], &best[at - 1])) {
+                best[at] = best[at - 1];
+                at--;
+            }
+            best[at] = ranks[k];
+        }
+        for (size_t i = 0; i < count; i++) {
+            out[i] = best[i].node;
+        }
+    } else {
+        qsort(ranks, r->nenabled, sizeof(*ranks), rank_cmp);
+        walk w;
+        walk_init(&w, r, hash, ranks);
+        count =
+            zones ? zone_candidates(&w, usable, out, max) : plain_candidates(&w, usable, out, max);
+    }
+    if (ranks != stack) {
+        free(ranks);
+    }
+    return count;
+}
+
+/* ---- accessors ---- */
 
 const rs_ring_params *
 rs_ring_params_of(const rs_ring *r) {
@@ -695,7 +871,14 @@ rs_ring_find(const rs_ring *r, const char *id) {
 
 size_t
 rs_ring_point_count(const rs_ring *r) {
-    return r->params.algorithm == RS_ALG_KETAMA ? r->npoints : r->nslots;
+    switch (r->shape) {
+    case RS_SHAPE_CONTINUUM:
+        return r->npoints;
+    case RS_SHAPE_SLOTS:
+        return r->nslots;
+    default:
+        return 0;
+    }
 }
 
 int
@@ -703,9 +886,9 @@ rs_ring_point_at(const rs_ring *r, size_t i, uint32_t *value, uint32_t *owner) {
     if (i >= rs_ring_point_count(r)) {
         return -ERANGE;
     }
-    if (r->params.algorithm == RS_ALG_KETAMA) {
-        *value = r->value[i];
-        *owner = r->owner[i];
+    if (r->shape == RS_SHAPE_CONTINUUM) {
+        *value = r->points[i].value;
+        *owner = r->points[i].owner;
     } else {
         *value = (uint32_t)i;
         *owner = r->slot[i];
@@ -723,6 +906,8 @@ rs_ring_imbalance(const rs_ring *r) {
     return r->imbalance;
 }
 
+/* ---- movement ---- */
+
 /* Maps each node index of `from` to the index of the same id in `to`, or UINT32_MAX. */
 static uint32_t *
 map_nodes(const rs_ring *from, const rs_ring *to) {
@@ -736,57 +921,117 @@ map_nodes(const rs_ring *from, const rs_ring *to) {
     return map;
 }
 
+/* Two continuum rings with the same rule: both owners are constant between consecutive
+ * points of the merged point sets, so arcs are compared whole. (A ">" ring is a ">=" ring
+ * seen through hash + 1, a bijection: the same merge counts it exactly.) */
+static uint64_t
+moved_continuum(const rs_ring *from, const rs_ring *to, const uint32_t *map) {
+    const rs_point *a = from->points, *b = to->points;
+    uint32_t na = from->npoints, nb = to->npoints, i = 0, j = 0;
+    uint64_t moved = 0, prev = 0; /* hashes below prev are accounted for */
+    while (i < na || j < nb) {
+        uint32_t u = j >= nb || (i < na && a[i].value <= b[j].value) ? a[i].value : b[j].value;
+        /* Past the last point, the sentinel carries point 0's owner. */
+        if (map[a[i].owner] != b[j].owner) {
+            moved += (uint64_t)u + 1 - prev;
+        }
+        prev = (uint64_t)u + 1;
+        while (i < na && a[i].value == u) {
+            i++;
+        }
+        while (j < nb && b[j].value == u) {
+            j++;
+        }
+    }
+    if (map[a[0].owner] != b[0].owner) {
+        moved += ((uint64_t)1 << 32) - prev;
+    }
+    return moved;
+}
+
+/* Two slot tables of one size place hash h in the same slot, h % n. */
+static uint64_t
+moved_slots(const rs_ring *from, const rs_ring *to, const uint32_t *map) {
+    uint64_t base = ((uint64_t)1 << 32) / from->nslots;
+    uint64_t extra = ((uint64_t)1 << 32) % from->nslots;
+    uint64_t moved = 0;
+    for (uint32_t s = 0; s < from->nslots; s++) {
+        if (map[from->slot[s]] != to->slot[s]) {
+            moved += base + (s < extra);
+        }
+    }
+    return moved;
+}
+
+/* Two rendezvous rings whose common nodes kept their weights: a key moves exactly when
+ * the best node over both node sets is in only one of them, which happens with
+ * probability weight(in one only) / weight(all). Returns NAN when weights changed. */
+static double
+moved_rendezvous(const rs_ring *from, const rs_ring *to, const uint32_t *map) {
+    uint64_t only = 0, all = 0;
+    for (uint32_t i = 0; i < from->nnodes; i++) {
+        const rs_ring_node *a = &from->nodes[i];
+        const rs_ring_node *b = map[i] == UINT32_MAX ? NULL : &to->nodes[map[i]];
+        bool in_b = b != NULL && b->enabled;
+        if (a->enabled && in_b && a->weight != b->weight) {
+            return NAN;
+        }
+        if (a->enabled) {
+            all += a->weight;
+            only += in_b ? 0 : a->weight;
+        }
+    }
+    for (uint32_t j = 0; j < to->nnodes; j++) {
+        const rs_ring_node *b = &to->nodes[j];
+        int i = rs_ring_find(from, b->id);
+        bool in_a = i >= 0 && from->nodes[i].enabled;
+        if (b->enabled && !in_a) {
+            all += b->weight;
+            only += b->weight;
+        }
+    }
+    return (double)only / (double)all;
+}
+
 double
 rs_ring_moved_fraction(const rs_ring *from, const rs_ring *to) {
     uint32_t *map = map_nodes(from, to);
     if (map == NULL) {
         return NAN;
     }
-    uint64_t moved = 0;
-    if (from->params.algorithm == RS_ALG_KETAMA && to->params.algorithm == RS_ALG_KETAMA) {
-        /* Both owners are constant between consecutive points of the merged point sets:
-         * on (prev, u] the owner is that of the first point >= u in each ring. */
-        uint32_t i = 0, j = 0;
-        uint64_t prev = 0; /* hashes below prev are accounted for */
-        while (i < from->npoints || j < to->npoints) {
-            uint32_t u;
-            if (j >= to->npoints || (i < from->npoints && from->value[i] <= to->value[j])) {
-                u = from->value[i];
-            } else {
-                u = to->value[j];
-            }
-            uint32_t a = from->owner[i < from->npoints ? i : 0];
-            uint32_t b = to->owner[j < to->npoints ? j : 0];
-            if (map[a] != b) {
-                moved += (uint64_t)u + 1 - prev;
-            }
-            prev = (uint64_t)u + 1;
-            while (i < from->npoints && from->value[i] == u) {
-                i++;
-            }
-            while (j < to->npoints && to->value[j] == u) {
-                j++;
-            }
-        }
-        if (map[from->owner[0]] != to->owner[0]) {
-            moved += ((uint64_t)1 << 32) - prev;
-        }
-        free(map);
-        return (double)moved / TWO32;
+    double result = NAN;
+    if (from->shape == RS_SHAPE_CONTINUUM && to->shape == RS_SHAPE_CONTINUUM &&
+        from->strict == to->strict) {
+        result = (double)moved_continuum(from, to, map) / RS_TWO32;
+    } else if (from->shape == RS_SHAPE_SLOTS && to->shape == RS_SHAPE_SLOTS &&
+               from->nslots == to->nslots) {
+        result = (double)moved_slots(from, to, map) / RS_TWO32;
+    } else if (from->shape == RS_SHAPE_SCORES && to->shape == RS_SHAPE_SCORES) {
+        result = moved_rendezvous(from, to, map);
     }
-    /* Pseudo-random, distinct sample hashes: an even stride would alias with modulo. */
-    const uint32_t samples = 1u << 20;
-    for (uint32_t s = 0; s < samples; s++) {
-        uint32_t h = s;
-        h ^= h >> 16;
-        h *= 0x85ebca6bu;
-        h ^= h >> 13;
-        h *= 0xc2b2ae35u;
-        h ^= h >> 16;
-        if (map[rs_ring_locate(from, h)] != rs_ring_locate(to, h)) {
-            moved++;
+    if (isnan(result)) {
+        /* Pseudo-random, distinct sample hashes: an even stride would alias with modulo.
+         * Rendezvous lookups cost one score per node: fewer samples for large rings. */
+        uint64_t cost = 1 + (from->shape == RS_SHAPE_SCORES ? from->nenabled : 0) +
+                        (to->shape == RS_SHAPE_SCORES ? to->nenabled : 0);
+        uint32_t samples = 1u << 20;
+        while (samples > (1u << 14) && (uint64_t)samples * cost > ((uint64_t)1 << 26)) {
+            samples >>= 1;
         }
+        uint64_t moved = 0;
+        for (uint32_t s = 0; s < samples; s++) {
+            uint32_t h = s;
+            h ^= h >> 16;
+            h *= 0x85ebca6bu;
+            h ^= h >> 13;
+            h *= 0xc2b2ae35u;
+            h ^= h >> 16;
+            if (map[rs_ring_locate(from, h)] != rs_ring_locate(to, h)) {
+                moved++;
+            }
+        }
+        result = (double)moved / samples;
     }
     free(map);
-    return (double)moved / samples;
+    return result;
 }

@@ -262,6 +262,31 @@ state_checksum(const json_t *state, char hex[CHECKSUM_HEX_LEN + 1]) {
     return 0;
 }
 
+/* The algorithm-specific parameters, each only when it differs from its default, so
+ * that snapshots of rings using none of them stay exactly as they were. */
+static int
+put_algorithm_params(json_t *params, const rs_ring_params *p) {
+    rs_ring_params d;
+    rs_ring_params_init(&d);
+    int rc = 0;
+    if (p->table_size != 0 && p->table_size != d.table_size) {
+        rc |= json_object_set_new(params, "table_size", json_integer(p->table_size));
+    }
+    if (p->points_per_weight != 0 && p->points_per_weight != d.points_per_weight) {
+        rc |= json_object_set_new(params, "points_per_weight", json_integer(p->points_per_weight));
+    }
+    if (p->vnodes != 0 && p->vnodes != d.vnodes) {
+        rc |= json_object_set_new(params, "vnodes", json_integer(p->vnodes));
+    }
+    if (p->replica_factor != 0 && p->replica_factor != d.replica_factor) {
+        rc |= json_object_set_new(params, "replica_factor", json_integer(p->replica_factor));
+    }
+    if (p->zone_aware_replicas) {
+        rc |= json_object_set_new(params, "zone_aware_replicas", json_true());
+    }
+    return rc;
+}
+
 static json_t *
 state_to_json(const rs_state *s) {
     json_t *nodes = json_array();
@@ -279,14 +304,19 @@ state_to_json(const rs_state *s) {
             return NULL;
         }
     }
-    /* "o" steals nodes, also when json_pack fails. */
-    return json_pack("{s:s, s:I, s:{s:s, s:s, s:I, s:s}, s:o, s:s, s:{s:I, s:I}, s:I}", "ring",
-                     s->ring, "epoch", (json_int_t)s->epoch, "params", "algorithm",
-                     rs_algorithm_name(s->params.algorithm), "hash", rs_hash_name(s->params.hash),
-                     "replicas", (json_int_t)s->params.replicas, "hash_tag", s->params.hash_tag,
-                     "nodes", nodes, "source", s->source, "consul", "kv_index",
-                     (json_int_t)s->kv_index, "health_index", (json_int_t)s->health_index,
-                     "written_at", (json_int_t)s->written_at);
+    json_t *params =
+        json_pack("{s:s, s:s, s:I, s:s}", "algorithm", rs_algorithm_name(s->params.algorithm),
+                  "hash", rs_hash_name(s->params.hash), "replicas", (json_int_t)s->params.replicas,
+                  "hash_tag", s->params.hash_tag);
+    if (params != NULL && put_algorithm_params(params, &s->params) != 0) {
+        json_decref(params);
+        params = NULL;
+    }
+    /* "o" steals nodes and params, also when json_pack fails. */
+    return json_pack("{s:s, s:I, s:o, s:o, s:s, s:{s:I, s:I}, s:I}", "ring", s->ring, "epoch",
+                     (json_int_t)s->epoch, "params", params, "nodes", nodes, "source", s->source,
+                     "consul", "kv_index", (json_int_t)s->kv_index, "health_index",
+                     (json_int_t)s->health_index, "written_at", (json_int_t)s->written_at);
 }
 
 int
@@ -332,9 +362,10 @@ out:
 
 /* ---- decoding ---------------------------------------------------------------------- */
 
-/* Exactly the keys in want[0..n): none unknown, none missing. */
+/* Only keys in want[0..n), and want[0..required) all present. */
 static int
-check_keys(const json_t *obj, const char *path, const char *const *want, size_t n, rs_error *err) {
+check_keys(const json_t *obj, const char *path, const char *const *want, size_t n, size_t required,
+           rs_error *err) {
     const char *key;
     json_t *value;
     json_object_foreach((json_t *)obj, key, value) {
@@ -346,7 +377,7 @@ check_keys(const json_t *obj, const char *path, const char *const *want, size_t 
             return rs_error_set(err, -EINVAL, "%s: unknown key \"%.40s\"", path, key);
         }
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < required; i++) {
         if (json_object_get(obj, want[i]) == NULL) {
             return rs_error_set(err, -EINVAL, "%s.%s: missing", path, want[i]);
         }
@@ -409,14 +440,18 @@ get_object(const json_t *obj, const char *path, const char *key, const json_t **
 
 static int
 decode_params(const json_t *state, rs_ring_params *p, rs_error *err) {
-    static const char *const keys[] = {"algorithm", "hash", "replicas", "hash_tag"};
+    /* The first four are required; the algorithm parameters are written when not default. */
+    static const char *const keys[] = {"algorithm", "hash",           "replicas",
+                                       "hash_tag",  "table_size",     "points_per_weight",
+                                       "vnodes",    "replica_factor", "zone_aware_replicas"};
     const char *path = "state.params";
     const json_t *obj = NULL;
+    rs_ring_params_init(p);                      /* absent algorithm parameters are the defaults */
     const char *alg = "", *hash = "", *tag = ""; /* views into the document */
     long long replicas = 0;
     int rc;
     if ((rc = get_object(state, "state", "params", &obj, err)) != 0 ||
-        (rc = check_keys(obj, path, keys, 4, err)) != 0 ||
+        (rc = check_keys(obj, path, keys, 9, 4, err)) != 0 ||
         (rc = get_str(obj, path, "algorithm", 32, &alg, err)) != 0 ||
         (rc = get_str(obj, path, "hash", 32, &hash, err)) != 0 ||
         (rc = get_int(obj, path, "replicas", 1, RS_REPLICAS_MAX, &replicas, err)) != 0 ||
@@ -435,6 +470,28 @@ decode_params(const json_t *state, rs_ring_params *p, rs_error *err) {
     }
     p->replicas = (uint32_t)replicas;
     memcpy(p->hash_tag, tag, tag_len + 1);
+    static const struct {
+        const char *key;
+        long long min, max;
+    } counts[] = {{"table_size", RS_TABLE_SIZE_MIN, RS_TABLE_SIZE_MAX},
+                  {"points_per_weight", 1, RS_POINTS_PER_WEIGHT_MAX},
+                  {"vnodes", 1, RS_VNODES_MAX},
+                  {"replica_factor", 1, RS_REPLICA_FACTOR_MAX}};
+    uint32_t *dst[] = {&p->table_size, &p->points_per_weight, &p->vnodes, &p->replica_factor};
+    for (size_t i = 0; i < 4; i++) {
+        long long v;
+        if (json_object_get(obj, counts[i].key) != NULL) {
+            if ((rc = get_int(obj, path, counts[i].key, counts[i].min, counts[i].max, &v, err)) !=
+                0) {
+                return rc;
+            }
+            *dst[i] = (uint32_t)v;
+        }
+    }
+    if (json_object_get(obj, "zone_aware_replicas") != NULL &&
+        (rc = get_bool(obj, path, "zone_aware_replicas", &p->zone_aware_replicas, err)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
@@ -450,7 +507,7 @@ decode_node(const json_t *v, size_t i, rs_state_node *sn, rs_error *err) {
     if (!json_is_object(v)) {
         return rs_error_set(err, -EINVAL, "%s: must be an object", path);
     }
-    if ((rc = check_keys(v, path, keys, 6, err)) != 0 ||
+    if ((rc = check_keys(v, path, keys, 6, 6, err)) != 0 ||
         (rc = get_str(v, path, "id", RS_ID_MAX, &id, err)) != 0 ||
         (rc = get_str(v, path, "address", RS_ADDRESS_MAX, &address, err)) != 0 ||
         (rc = get_int(v, path, "weight", 1, RS_WEIGHT_MAX, &weight, err)) != 0 ||
@@ -509,14 +566,14 @@ decode_state(const json_t *state, rs_state *s, rs_error *err) {
     const char *ring = "", *source = ""; /* views into the document */
     long long epoch = 0, kv = 0, health = 0, written = 0;
     int rc;
-    if ((rc = check_keys(state, "state", keys, 7, err)) != 0 ||
+    if ((rc = check_keys(state, "state", keys, 7, 7, err)) != 0 ||
         (rc = get_str(state, "state", "ring", RS_STATE_RING_MAX, &ring, err)) != 0 ||
         (rc = get_int(state, "state", "epoch", 0, INT64_MAX, &epoch, err)) != 0 ||
         (rc = decode_params(state, &s->params, err)) != 0 ||
         (rc = decode_nodes(state, s, err)) != 0 ||
         (rc = get_str(state, "state", "source", RS_STATE_SOURCE_MAX, &source, err)) != 0 ||
         (rc = get_object(state, "state", "consul", &consul, err)) != 0 ||
-        (rc = check_keys(consul, "state.consul", consul_keys, 2, err)) != 0 ||
+        (rc = check_keys(consul, "state.consul", consul_keys, 2, 2, err)) != 0 ||
         (rc = get_int(consul, "state.consul", "kv_index", 0, INT64_MAX, &kv, err)) != 0 ||
         (rc = get_int(consul, "state.consul", "health_index", 0, INT64_MAX, &health, err)) != 0 ||
         (rc = get_int(state, "state", "written_at", 0, INT64_MAX, &written, err)) != 0) {

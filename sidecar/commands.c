@@ -238,7 +238,7 @@ do_ring(reply *r) {
     r_field_int(r, "epoch", (long long)v->epoch);
     r_field_str(r, "fingerprint", v->ring ? rs_ring_fingerprint(v->ring) : "");
     r_field_str(r, "algorithm", p ? rs_algorithm_name(p->algorithm) : "");
-    r_field_str(r, "hash", p ? rs_hash_name(p->hash) : "");
+    r_field_str(r, "hash", v->ring ? rs_ring_key_hash_name(v->ring) : "");
     r_field_str(r, "hash_tag", p ? p->hash_tag : "");
     r_field_int(r, "replicas", p ? p->replicas : 0);
     r_field_int(r, "nodes", v->ring ? (long long)rs_ring_node_count(v->ring) : 0);
@@ -294,6 +294,25 @@ do_dump(reply *r) {
                             "replicas", (json_int_t)p->replicas, "hash_tag", p->hash_tag, "health",
                             "policy", rs_health_policy_name(v->policy), "panic_threshold",
                             r->d->cfg.panic_threshold, "nodes", nodes);
+    /* The algorithm parameters, where not default: enough to rebuild the same ring. */
+    json_t *params = doc ? json_object_get(doc, "params") : NULL;
+    rs_ring_params d;
+    rs_ring_params_init(&d);
+    if (params != NULL && p->table_size != d.table_size) {
+        json_object_set_new(params, "table_size", json_integer(p->table_size));
+    }
+    if (params != NULL && p->points_per_weight != d.points_per_weight) {
+        json_object_set_new(params, "points_per_weight", json_integer(p->points_per_weight));
+    }
+    if (params != NULL && p->vnodes != d.vnodes) {
+        json_object_set_new(params, "vnodes", json_integer(p->vnodes));
+    }
+    if (params != NULL && p->replica_factor != d.replica_factor) {
+        json_object_set_new(params, "replica_factor", json_integer(p->replica_factor));
+    }
+    if (params != NULL && p->zone_aware_replicas) {
+        json_object_set_new(params, "zone_aware_replicas", json_true());
+    }
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     if (text == NULL) {
         r->rc |= -ENOMEM;

@@ -79,20 +79,30 @@ static void
 usage_simulate(FILE *f) {
     fprintf(f,
             "usage: ringctl simulate --nodes N [--add K | --remove K] [--keys M]\n"
-            "                        [--algorithm A[,A...]] [--hash H] [--seed S] [--json]\n"
+            "                        [--algorithm A[,A...] | --algorithm all] [--hash H]\n"
+            "                        [--table-size M] [--points-per-weight P] [--vnodes V]\n"
+            "                        [--replica-factor R] [--seed S] [--json]\n"
             "\n"
             "Builds a ring of N nodes (ids cache-0..cache-N-1), then one with K nodes added or\n"
-            "removed, places M random 16-byte keys on both, and prints the fraction of keys\n"
-            "that moved, the ideal fraction, the imbalance (max share / fair share, 1.0 is\n"
-            "perfect) and the time to build the new ring, for each algorithm next to modula.\n"
+            "removed, places M random 16-byte keys on both, and prints side by side, for each\n"
+            "algorithm next to modula: the fraction of keys that moved (on the keys, and over\n"
+            "the whole hash space), the ideal fraction, the keys that moved between nodes\n"
+            "present in both rings (0 for consistent hashing), the imbalance (max share / fair\n"
+            "share, 1.0 is perfect) and the time to build the new ring.\n"
             "\n"
             "  --nodes N        nodes before the change (1..%d)\n"
             "  --add K          add K nodes (default: --add 1)\n"
             "  --remove K       remove K nodes (the last K by id)\n"
             "  --keys M         keys to place (default 100000)\n"
-            "  --algorithm A    comma-separated algorithms (default ketama); modula is\n"
-            "                   always shown as the baseline\n"
-            "  --hash H         key hash (default fnv1a_64)\n"
+            "  --algorithm A    comma-separated algorithms, or all (default ketama): ketama\n"
+            "                   modula maglev rendezvous ketama_xxh3 hash_ring vnode_sha256;\n"
+            "                   modula is always shown as the baseline\n"
+            "  --hash H         key hash of the algorithms that take one (default fnv1a_64);\n"
+            "                   hash_ring, vnode_sha256 and ketama_xxh3 have their own\n"
+            "  --table-size M   maglev table size, a prime (default 65537)\n"
+            "  --points-per-weight P  ketama_xxh3 points per unit of weight (default 160)\n"
+            "  --vnodes V       vnode_sha256 virtual nodes per node (default 150)\n"
+            "  --replica-factor R  vnode_sha256 points per virtual node (default 2)\n"
             "  --seed S         seed for the random keys (default 1)\n"
             "  --json           one JSON object per algorithm instead of a table\n",
             RS_NODES_MAX);
@@ -102,19 +112,30 @@ static void
 usage_place(FILE *f) {
     fprintf(f,
             "usage: ringctl place --node SPEC [--node SPEC...] [--algorithm A] [--hash H]\n"
-            "                     [--hash-tag XY] [--hex] < keys\n"
+            "                     [--hash-tag XY] [--replicas N] [--zone-aware]\n"
+            "                     [--table-size M] [--points-per-weight P] [--vnodes V]\n"
+            "                     [--replica-factor R] [--hex] < keys\n"
             "\n"
             "Reads one key per line on stdin and prints, per key, the address and id of the\n"
-            "node that owns it: '<address> <id>'.\n"
+            "node that owns it: '<address> <id>'. With --replicas N, the line holds up to N\n"
+            "distinct nodes in replica order, primary first: '<address> <id> <address> <id>...'.\n"
             "\n"
             "  --node SPEC      ADDRESS[,id=ID][,weight=W][,zone=Z][,disabled]; without id,\n"
             "                   the id is the address (just the host for port 11211), as\n"
             "                   twemproxy names servers\n"
-            "  --algorithm A    ketama (default) or modula\n"
+            "  --algorithm A    ketama (default), modula, maglev, rendezvous, ketama_xxh3,\n"
+            "                   hash_ring or vnode_sha256\n"
+            "  --replicas N     print N nodes per key (1..%d, default 1)\n"
+            "  --zone-aware     replicas prefer zones not used yet (zone_aware_replicas)\n"
+            "  --table-size M   maglev table size, a prime (default 65537)\n"
+            "  --points-per-weight P  ketama_xxh3 points per unit of weight (default 160)\n"
+            "  --vnodes V       vnode_sha256 virtual nodes per node (default 150)\n"
+            "  --replica-factor R  vnode_sha256 points per virtual node (default 2)\n"
             "  --hash H         one_at_a_time md5 crc16 crc32 crc32a fnv1_64 fnv1a_64 (default)\n"
             "                   fnv1_32 fnv1a_32 hsieh murmur jenkins xxh3\n"
             "  --hash-tag XY    hash only the part of the key between X and Y\n"
-            "  --hex            keys on stdin are hex-encoded (for binary keys)\n");
+            "  --hex            keys on stdin are hex-encoded (for binary keys)\n",
+            RS_REPLICAS_MAX);
 }
 
 static int usage_error(void (*usage)(FILE *), const char *fmt, ...)
@@ -152,10 +173,51 @@ now_sec(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* --table-size, --points-per-weight, --vnodes, --replica-factor (option letters M P V R)
+ * into p. Returns 0, or -EINVAL with why filled. */
+static int
+parse_alg_param(int opt, const char *arg, rs_ring_params *p, char *why, size_t cap) {
+    uint32_t v;
+    switch (opt) {
+    case 'M':
+        if (parse_u32(arg, RS_TABLE_SIZE_MIN, RS_TABLE_SIZE_MAX, &v) != 0) {
+            snprintf(why, cap, "--table-size: expected a prime between %u and %u, got '%s'",
+                     RS_TABLE_SIZE_MIN, RS_TABLE_SIZE_MAX, arg);
+            return -EINVAL;
+        }
+        p->table_size = v;
+        return 0;
+    case 'P':
+        if (parse_u32(arg, 1, RS_POINTS_PER_WEIGHT_MAX, &v) != 0) {
+            snprintf(why, cap, "--points-per-weight: expected 1..%u, got '%s'",
+                     RS_POINTS_PER_WEIGHT_MAX, arg);
+            return -EINVAL;
+        }
+        p->points_per_weight = v;
+        return 0;
+    case 'V':
+        if (parse_u32(arg, 1, RS_VNODES_MAX, &v) != 0) {
+            snprintf(why, cap, "--vnodes: expected 1..%u, got '%s'", RS_VNODES_MAX, arg);
+            return -EINVAL;
+        }
+        p->vnodes = v;
+        return 0;
+    default:
+        if (parse_u32(arg, 1, RS_REPLICA_FACTOR_MAX, &v) != 0) {
+            snprintf(why, cap, "--replica-factor: expected 1..%u, got '%s'", RS_REPLICA_FACTOR_MAX,
+                     arg);
+            return -EINVAL;
+        }
+        p->replica_factor = v;
+        return 0;
+    }
+}
+
 /* ---- simulate ---- */
 
 typedef struct sim_result {
     rs_algorithm alg;
+    const char *key_hash;
     double moved;       /* measured on the keys */
     double moved_space; /* of the key-hash space */
     double imbalance_before, imbalance_after;
@@ -181,12 +243,13 @@ splitmix(uint64_t *s) {
 }
 
 static int
-simulate_one(rs_algorithm alg, rs_hash_kind hash, const rs_node *nodes, uint32_t before,
+simulate_one(rs_algorithm alg, const rs_ring_params *base, const rs_node *nodes, uint32_t before,
              uint32_t after, const char (*keys)[17], uint32_t nkeys, sim_result *res) {
-    rs_ring_params p;
-    rs_ring_params_init(&p);
+    rs_ring_params p = *base;
     p.algorithm = alg;
-    p.hash = hash;
+    if (rs_algorithm_own_hash(alg) != NULL) {
+        p.hash = RS_HASH_FNV1A_64; /* "unset": the algorithm hashes keys its own way */
+    }
     rs_ring *a = NULL, *b = NULL;
     rs_error err;
     int rc;
@@ -213,6 +276,7 @@ simulate_one(rs_algorithm alg, rs_hash_kind hash, const rs_node *nodes, uint32_t
         return rc;
     }
     res->alg = alg;
+    res->key_hash = rs_ring_key_hash_name(b);
     res->build_ms = best * 1e3;
     res->imbalance_before = rs_ring_imbalance(a);
     res->imbalance_after = rs_ring_imbalance(b);
@@ -247,9 +311,15 @@ cmd_simulate(int argc, char **argv) {
         {"hash", required_argument, NULL, 'H'},
         {"seed", required_argument, NULL, 's'},
         {"json", no_argument, NULL, 'j'},
+        {"table-size", required_argument, NULL, 'M'},
+        {"points-per-weight", required_argument, NULL, 'P'},
+        {"vnodes", required_argument, NULL, 'V'},
+        {"replica-factor", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    rs_ring_params base;
+    rs_ring_params_init(&base);
     uint32_t nodes = 0, add = 0, remove = 0, nkeys = 100000, seed = 1;
     bool have_add = false, have_remove = false, json = false;
     const char *algs = "ketama";
@@ -299,6 +369,16 @@ cmd_simulate(int argc, char **argv) {
         case 'j':
             json = true;
             break;
+        case 'M':
+        case 'P':
+        case 'V':
+        case 'R': {
+            char why[160];
+            if (parse_alg_param(c, optarg, &base, why, sizeof(why)) != 0) {
+                return usage_error(usage_simulate, "%s", why);
+            }
+            break;
+        }
         case 'h':
             usage_simulate(stdout);
             return 0;
@@ -319,6 +399,11 @@ cmd_simulate(int argc, char **argv) {
     if (!have_add && !have_remove) {
         add = 1;
     }
+    base.hash = hash;
+    rs_error perr;
+    if (rs_ring_params_validate(&base, &perr) != 0) {
+        return usage_error(usage_simulate, "%s", perr.msg);
+    }
     if (remove >= nodes) {
         return usage_error(usage_simulate, "%s", "--remove must leave at least one node");
     }
@@ -336,6 +421,18 @@ cmd_simulate(int argc, char **argv) {
     for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok != NULL;
          tok = strtok_r(NULL, ",", &save)) {
         rs_algorithm alg;
+        if (strcmp(tok, "all") == 0) {
+            for (int a = 0; a < RS_ALG_COUNT; a++) {
+                bool dup = false;
+                for (size_t i = 0; i < nalg; i++) {
+                    dup |= list[i] == (rs_algorithm)a;
+                }
+                if (!dup) {
+                    list[nalg++] = (rs_algorithm)a;
+                }
+            }
+            continue;
+        }
         if (rs_algorithm_from_name(tok, &alg) != 0) {
             int rc = usage_error(usage_simulate, "--algorithm: unknown algorithm '%s'", tok);
             free(copy);
@@ -373,7 +470,7 @@ cmd_simulate(int argc, char **argv) {
         }
     }
     for (size_t i = 0; i < nalg; i++) {
-        if (simulate_one(list[i], hash, nv, before, after, (const char(*)[17])keys, nkeys,
+        if (simulate_one(list[i], &base, nv, before, after, (const char(*)[17])keys, nkeys,
                          &res[i]) != 0) {
             goto out;
         }
@@ -385,25 +482,26 @@ cmd_simulate(int argc, char **argv) {
                    "\"keys\":%u,\"moved\":%.6f,\"moved_keyspace\":%.6f,\"ideal\":%.6f,"
                    "\"moved_between_unchanged_nodes\":%u,\"imbalance_before\":%.4f,"
                    "\"imbalance_after\":%.4f,\"build_ms\":%.3f}\n",
-                   rs_algorithm_name(res[i].alg), rs_hash_name(hash), before, after, nkeys,
+                   rs_algorithm_name(res[i].alg), res[i].key_hash, before, after, nkeys,
                    res[i].moved, res[i].moved_space, ideal, res[i].wrong_moves,
                    res[i].imbalance_before, res[i].imbalance_after, res[i].build_ms);
         }
     } else {
-        printf("%u -> %u nodes (%s %u), %u keys, hash %s; ideal movement %.2f%%\n\n", before, after,
-               have_remove ? "remove" : "add", have_remove ? remove : add, nkeys,
-               rs_hash_name(hash), ideal * 100);
-        printf("%-12s %9s %10s %12s %12s %12s %10s\n", "algorithm", "moved", "x ideal", "keyspace",
-               "imbal.before", "imbal.after", "build ms");
+        printf("%u -> %u nodes (%s %u), %u keys; ideal movement %.2f%%\n\n", before, after,
+               have_remove ? "remove" : "add", have_remove ? remove : add, nkeys, ideal * 100);
+        printf("%-12s %-11s %8s %7s %9s %7s %12s %11s %9s\n", "algorithm", "key hash", "moved",
+               "x ideal", "keyspace", "stray", "imbal.before", "imbal.after", "build ms");
         for (size_t i = 0; i < nalg; i++) {
-            printf("%-12s %8.2f%% %10.2f %11.2f%% %12.3f %12.3f %10.3f\n",
-                   rs_algorithm_name(res[i].alg), res[i].moved * 100, res[i].moved / ideal,
-                   res[i].moved_space * 100, res[i].imbalance_before, res[i].imbalance_after,
-                   res[i].build_ms);
+            printf("%-12s %-11s %7.2f%% %7.2f %8.2f%% %7u %12.4f %11.4f %9.3f\n",
+                   rs_algorithm_name(res[i].alg), res[i].key_hash, res[i].moved * 100,
+                   res[i].moved / ideal, res[i].moved_space * 100, res[i].wrong_moves,
+                   res[i].imbalance_before, res[i].imbalance_after, res[i].build_ms);
         }
-        printf("\nmoved: share of the keys whose node changed; keyspace: the same, computed "
-               "over the\nwhole hash space; imbalance: largest share / fair share (1.000 is "
-               "perfect).\n");
+        printf("\nmoved: share of the keys whose node changed; keyspace: the same over the whole "
+               "hash\nspace (exact, or sampled; rendezvous: expected); stray: keys that moved "
+               "between\ntwo nodes present in both rings; imbalance: largest share / fair share "
+               "(1.0000\nis perfect; rendezvous: expected); build ms: best of 5 builds of the new "
+               "ring.\n");
     }
     rc = 0;
 out:
@@ -477,11 +575,18 @@ cmd_place(int argc, char **argv) {
         {"hash", required_argument, NULL, 'H'},
         {"hash-tag", required_argument, NULL, 'T'},
         {"hex", no_argument, NULL, 'x'},
+        {"replicas", required_argument, NULL, 'r'},
+        {"zone-aware", no_argument, NULL, 'z'},
+        {"table-size", required_argument, NULL, 'M'},
+        {"points-per-weight", required_argument, NULL, 'P'},
+        {"vnodes", required_argument, NULL, 'V'},
+        {"replica-factor", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     rs_ring_params p;
     rs_ring_params_init(&p);
+    uint32_t replicas = 1;
     rs_node nodes[PLACE_MAX_NODES];
     node_spec owned[PLACE_MAX_NODES];
     size_t n = 0;
@@ -530,6 +635,27 @@ cmd_place(int argc, char **argv) {
         case 'x':
             hex = true;
             break;
+        case 'r':
+            if (parse_u32(optarg, 1, RS_REPLICAS_MAX, &replicas) != 0) {
+                rc = usage_error(usage_place, "--replicas: expected 1..%d, got '%s'",
+                                 RS_REPLICAS_MAX, optarg);
+                goto out;
+            }
+            break;
+        case 'z':
+            p.zone_aware_replicas = true;
+            break;
+        case 'M':
+        case 'P':
+        case 'V':
+        case 'R': {
+            char why[160];
+            if (parse_alg_param(c, optarg, &p, why, sizeof(why)) != 0) {
+                rc = usage_error(usage_place, "%s", why);
+                goto out;
+            }
+            break;
+        }
         case 'h':
             usage_place(stdout);
             rc = 0;
@@ -548,6 +674,7 @@ cmd_place(int argc, char **argv) {
         goto out;
     }
     rs_error err;
+    p.replicas = replicas > p.replicas ? replicas : p.replicas;
     if (rs_ring_build(&p, nodes, n, &ring, &err) != 0) {
         fprintf(stderr, "%s: %s\n", progname, err.msg);
         rc = 1;
@@ -584,8 +711,19 @@ cmd_place(int argc, char **argv) {
             k = key;
             klen = (size_t)len / 2;
         }
-        const rs_ring_node *node = rs_ring_node_at(ring, rs_ring_lookup(ring, k, klen));
-        printf("%s %s\n", node->address, node->id);
+        if (replicas == 1) {
+            const rs_ring_node *node = rs_ring_node_at(ring, rs_ring_lookup(ring, k, klen));
+            printf("%s %s\n", node->address, node->id);
+            continue;
+        }
+        uint32_t cand[RS_REPLICAS_MAX];
+        size_t got =
+            rs_ring_candidates(ring, rs_ring_hash_key(ring, k, klen), NULL, cand, replicas);
+        for (size_t i = 0; i < got; i++) {
+            const rs_ring_node *node = rs_ring_node_at(ring, cand[i]);
+            printf("%s%s %s", i > 0 ? " " : "", node->address, node->id);
+        }
+        printf("\n");
     }
 out:
     for (size_t i = 0; i < n; i++) {

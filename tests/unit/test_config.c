@@ -162,6 +162,11 @@ assert_defaults(const rs_config *c) {
     assert_int_equal(c->params.hash, RS_HASH_FNV1A_64);
     assert_int_equal(c->params.replicas, 2);
     assert_string_equal(c->params.hash_tag, "");
+    assert_int_equal(c->params.table_size, 65537);
+    assert_int_equal(c->params.points_per_weight, 160);
+    assert_int_equal(c->params.vnodes, 150);
+    assert_int_equal(c->params.replica_factor, 2);
+    assert_false(c->params.zone_aware_replicas);
     assert_string_equal(c->socket_path, "/run/ringside/ringside.sock");
     assert_int_equal(c->socket_mode, 0660);
     assert_string_equal(c->socket_group, "");
@@ -273,7 +278,40 @@ static const err_case err_cases[] = {
     {"{'ring':1}", "ring: must be an object, got 1"},
     {"{'ring':[]}", "ring: must be an object, got an array"},
     {"{'ring':{'nam':'x'}}", "ring.nam: unknown key"},
-    {"{'ring':{'vnodes':160}}", "ring.vnodes: unknown key"},
+    {"{'ring':{'vnode':160}}", "ring.vnode: unknown key"},
+    {"{'ring':{'points':160}}", "ring.points: unknown key"},
+    {"{'ring':{'table_size':1}}",
+     "ring.table_size: must be an integer between 2 and 4000000, got 1"},
+    {"{'ring':{'table_size':4000037}}",
+     "ring.table_size: must be an integer between 2 and 4000000, got 4000037"},
+    {"{'ring':{'table_size':65536}}",
+     "ring.table_size: must be a prime between 2 and 4000000 (e.g. 65537, 655373), got 65536"},
+    {"{'ring':{'table_size':'65537'}}",
+     "ring.table_size: must be an integer between 2 and 4000000, got \"65537\""},
+    {"{'ring':{'table_size':65537.0}}",
+     "ring.table_size: must be an integer between 2 and 4000000, got 65537.0"},
+    {"{'ring':{'points_per_weight':0}}",
+     "ring.points_per_weight: must be an integer between 1 and 10000, got 0"},
+    {"{'ring':{'points_per_weight':10001}}",
+     "ring.points_per_weight: must be an integer between 1 and 10000, got 10001"},
+    {"{'ring':{'vnodes':0}}", "ring.vnodes: must be an integer between 1 and 10000, got 0"},
+    {"{'ring':{'vnodes':-150}}", "ring.vnodes: must be an integer between 1 and 10000, got -150"},
+    {"{'ring':{'replica_factor':0}}",
+     "ring.replica_factor: must be an integer between 1 and 64, got 0"},
+    {"{'ring':{'replica_factor':65}}",
+     "ring.replica_factor: must be an integer between 1 and 64, got 65"},
+    {"{'ring':{'zone_aware_replicas':1}}",
+     "ring.zone_aware_replicas: must be true or false, got 1"},
+    {"{'ring':{'zone_aware_replicas':'true'}}",
+     "ring.zone_aware_replicas: must be true or false, got \"true\""},
+    {"{'ring':{'algorithm':'hash_ring','hash':'crc32'}," NODE "}",
+     "ring.hash: hash_ring always hashes keys with md5; leave hash unset (or \"md5\"), "
+     "got \"crc32\""},
+    {"{'ring':{'algorithm':'ketama_xxh3','hash':'md5'}," NODE "}",
+     "ring.hash: ketama_xxh3 always hashes keys with xxh3; leave hash unset (or \"xxh3\"), "
+     "got \"md5\""},
+    {"{'ring':{'algorithm':'vnode_sha256','hash':'md5'}," NODE "}",
+     "ring.hash: vnode_sha256 always hashes keys with SHA-256; leave hash unset, got \"md5\""},
     {"{'ring':{'name':''}}",
      "ring.name: must be 1 to 63 characters from A-Z a-z 0-9 _ . -, got \"\""},
     {"{'ring':{'name':'a/b'}}",
@@ -285,13 +323,13 @@ static const err_case err_cases[] = {
     {"{'ring':{'name':5}}", "ring.name: must be a string, got 5"},
     {"{'ring':{'name':'a\\u0000b'}}", "ring.name: must not contain NUL bytes"},
     {"{'ring':{'algorithm':'foo'}}",
-     "ring.algorithm: unknown algorithm \"foo\" (expected ketama, modula)"},
+     "ring.algorithm: unknown algorithm \"foo\" (expected ketama, modula, maglev, rendezvous, ketama_xxh3, hash_ring, vnode_sha256)"},
     {"{'ring':{'algorithm':'Ketama'}}",
-     "ring.algorithm: unknown algorithm \"Ketama\" (expected ketama, modula)"},
+     "ring.algorithm: unknown algorithm \"Ketama\" (expected ketama, modula, maglev, rendezvous, ketama_xxh3, hash_ring, vnode_sha256)"},
     {"{'ring':{'algorithm':'" X40 X40 "'}}",
-     "ring.algorithm: unknown algorithm \"" X40 "...\" (expected ketama, modula)"},
+     "ring.algorithm: unknown algorithm \"" X40 "...\" (expected ketama, modula, maglev, rendezvous, ketama_xxh3, hash_ring, vnode_sha256)"},
     {"{'ring':{'algorithm':'a\\\"\\\\b\\n'}}",
-     "ring.algorithm: unknown algorithm \"a\\\"\\\\b\\x0a\" (expected ketama, modula)"},
+     "ring.algorithm: unknown algorithm \"a\\\"\\\\b\\x0a\" (expected ketama, modula, maglev, rendezvous, ketama_xxh3, hash_ring, vnode_sha256)"},
     {"{'ring':{'algorithm':null}}", "ring.algorithm: must be a string, got null"},
     {"{'ring':{'hash':'foo'}}",
      "ring.hash: unknown hash \"foo\" (expected one_at_a_time, md5, crc16, crc32, crc32a, "
@@ -662,6 +700,11 @@ typedef struct ok_case {
 NUM(algorithm, c->params.algorithm)
 NUM(hash, c->params.hash)
 NUM(replicas, c->params.replicas)
+NUM(table_size, c->params.table_size)
+NUM(points_per_weight, c->params.points_per_weight)
+NUM(vnodes, c->params.vnodes)
+NUM(replica_factor, c->params.replica_factor)
+NUM(zone_aware, c->params.zone_aware_replicas)
 NUM(mode, c->socket_mode)
 NUM(n_uids, c->n_allow_uids)
 NUM(uid1, c->allow_uids[1])
@@ -710,6 +753,24 @@ static const ok_case ok_cases[] = {
     OKS("{'ring':{'name':'a.b-c_D9'}," NODE "}", name, "a.b-c_D9"),
     OKS("{'ring':{'name':'" X40 X10 X10 "xxx'}," NODE "}", name, X40 X10 X10 "xxx"),
     OKN("{'ring':{'algorithm':'modula'}," NODE "}", algorithm, RS_ALG_MODULA),
+    OKN("{'ring':{'algorithm':'maglev'}," NODE "}", algorithm, RS_ALG_MAGLEV),
+    OKN("{'ring':{'algorithm':'rendezvous'}," NODE "}", algorithm, RS_ALG_RENDEZVOUS),
+    OKN("{'ring':{'algorithm':'ketama_xxh3'}," NODE "}", algorithm, RS_ALG_KETAMA_XXH3),
+    OKN("{'ring':{'algorithm':'hash_ring'}," NODE "}", algorithm, RS_ALG_HASH_RING),
+    OKN("{'ring':{'algorithm':'vnode_sha256'}," NODE "}", algorithm, RS_ALG_VNODE_SHA256),
+    OKN("{'ring':{'algorithm':'hash_ring','hash':'md5'}," NODE "}", hash, RS_HASH_MD5),
+    OKN("{'ring':{'algorithm':'ketama_xxh3','hash':'xxh3'}," NODE "}", hash, RS_HASH_XXH3),
+    OKN("{'ring':{'table_size':2}," NODE "}", table_size, 2),
+    OKN("{'ring':{'table_size':1009}," NODE "}", table_size, 1009),
+    OKN("{'ring':{'table_size':3999971}," NODE "}", table_size, 3999971),
+    OKN("{'ring':{'points_per_weight':1}," NODE "}", points_per_weight, 1),
+    OKN("{'ring':{'points_per_weight':10000}," NODE "}", points_per_weight, 10000),
+    OKN("{'ring':{'vnodes':1}," NODE "}", vnodes, 1),
+    OKN("{'ring':{'vnodes':10000}," NODE "}", vnodes, 10000),
+    OKN("{'ring':{'replica_factor':1}," NODE "}", replica_factor, 1),
+    OKN("{'ring':{'replica_factor':64}," NODE "}", replica_factor, 64),
+    OKN("{'ring':{'zone_aware_replicas':true}," NODE "}", zone_aware, 1),
+    OKN("{'ring':{'zone_aware_replicas':false}," NODE "}", zone_aware, 0),
     OKN("{'ring':{'hash':'xxh3'}," NODE "}", hash, RS_HASH_XXH3),
     OKN("{'ring':{'hash':'one_at_a_time'}," NODE "}", hash, RS_HASH_ONE_AT_A_TIME),
     OKN("{'ring':{'replicas':1}," NODE "}", replicas, 1),

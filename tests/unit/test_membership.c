@@ -716,13 +716,14 @@ test_config_override(void **state) {
 
     /* A bad edit keeps the last good config, whole. */
     lst_init(&l);
-    lst_put(&l, PREFIX "/config", "{'algorithm':'maglev'}");
+    lst_put(&l, PREFIX "/config", "{'algorithm':'jump'}");
     lst_end(&l);
     assert_int_equal(rs_kv_to_membership(memo, l.buf, l.len, PREFIX, &base, 0.25, &m, &err), 0);
     assert_int_equal(m.n_rejections, 1);
     assert_string_equal(m.rejections[0].key, "config");
     assert_string_equal(m.rejections[0].reason,
-                        "unknown algorithm \"maglev\" (expected ketama, modula)");
+                        "unknown algorithm \"jump\" (expected ketama, modula, maglev, rendezvous, "
+                        "ketama_xxh3, hash_ring, vnode_sha256)");
     assert_int_equal(m.params.algorithm, RS_ALG_MODULA);
     assert_int_equal(m.params.replicas, 4);
     assert_true(m.force);
@@ -769,10 +770,24 @@ typedef struct value_case {
 
 static const value_case value_cases[] = {
     {"config", "{'name':'sessions'}",
-     "unknown field \"name\" (expected algorithm, hash, replicas, hash_tag, force, "
+     "unknown field \"name\" (expected algorithm, hash, replicas, hash_tag, table_size, "
+     "points_per_weight, vnodes, replica_factor, zone_aware_replicas, force, "
      "max_removal_fraction)"},
     {"config", "{'algorithm':5}", "algorithm must be a string, got 5"},
-    {"config", "{'algorithm':'KETAMA'}", "unknown algorithm \"KETAMA\" (expected ketama, modula)"},
+    {"config", "{'algorithm':'KETAMA'}",
+     "unknown algorithm \"KETAMA\" (expected ketama, modula, maglev, rendezvous, ketama_xxh3, "
+     "hash_ring, vnode_sha256)"},
+    {"config", "{'table_size':65536}",
+     "invalid ring parameters: table_size: must be a prime between 2 and 4000000*"},
+    {"config", "{'table_size':1}", "table_size must be an integer between 2 and 4000000, got 1"},
+    {"config", "{'vnodes':0}", "vnodes must be an integer between 1 and 10000, got 0"},
+    {"config", "{'replica_factor':65}",
+     "replica_factor must be an integer between 1 and 64, got 65"},
+    {"config", "{'points_per_weight':'160'}",
+     "points_per_weight must be an integer between 1 and 10000, got \"160\""},
+    {"config", "{'zone_aware_replicas':1}", "zone_aware_replicas must be true or false, got 1"},
+    {"config", "{'algorithm':'hash_ring','hash':'crc32'}",
+     "invalid ring parameters: hash: hash_ring always hashes keys with md5*"},
     {"config", "{'hash':'sha1'}",
      "unknown hash \"sha1\" (expected one_at_a_time, md5, crc16, *, xxh3)"},
     {"config", "{'hash':'md5\\u0000'}", "invalid JSON*"},

@@ -72,7 +72,11 @@ static bool
 states_equal(const rs_state *a, const rs_state *b) {
     if (a->format != b->format || strcmp(a->ring, b->ring) != 0 || a->epoch != b->epoch ||
         a->params.algorithm != b->params.algorithm || a->params.hash != b->params.hash ||
-        a->params.replicas != b->params.replicas ||
+        a->params.replicas != b->params.replicas || a->params.table_size != b->params.table_size ||
+        a->params.points_per_weight != b->params.points_per_weight ||
+        a->params.vnodes != b->params.vnodes ||
+        a->params.replica_factor != b->params.replica_factor ||
+        a->params.zone_aware_replicas != b->params.zone_aware_replicas ||
         strcmp(a->params.hash_tag, b->params.hash_tag) != 0 || a->n_nodes != b->n_nodes ||
         strcmp(a->source, b->source) != 0 || a->kv_index != b->kv_index ||
         a->health_index != b->health_index || a->written_at != b->written_at) {
@@ -175,6 +179,34 @@ walk(json_t *obj, const char *path, char *last, size_t cap) {
 }
 
 /* ---- round trips ---- */
+
+/* Algorithm parameters survive a snapshot; defaults are not written at all. */
+static void
+test_algorithm_params(void **unused) {
+    (void)unused;
+    rs_state s, d;
+    rs_error err = {{0}};
+    sample(&s);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(rs_state_encode(&s, &text, &len), 0);
+    assert_null(strstr(text, "table_size"));
+    assert_null(strstr(text, "zone_aware"));
+    free(text);
+    s.params.algorithm = RS_ALG_VNODE_SHA256;
+    s.params.hash = RS_HASH_FNV1A_64;
+    s.params.table_size = 1009;
+    s.params.points_per_weight = 40;
+    s.params.vnodes = 7;
+    s.params.replica_factor = 3;
+    s.params.zone_aware_replicas = true;
+    assert_int_equal(rs_state_encode(&s, &text, &len), 0);
+    assert_int_equal(decode_exact(text, len, &d, &err), 0);
+    assert_true(states_equal(&s, &d));
+    free(text);
+    rs_state_free(&s);
+    rs_state_free(&d);
+}
 
 static void
 test_round_trip(void **unused) {
@@ -653,7 +685,7 @@ test_bad_fields(void **unused) {
         {"nodes.0.evil\\u0007", "1", "state.nodes[0]: unknown key \"evil?\""},
         {"nodes.4", "\"cache-e\"", "state.nodes[4]: must be an object"},
         {"nodes", "{}", "state.nodes: must be an array"},
-        {"params.algorithm", "\"rendezvous\"", "state.params.algorithm: unknown algorithm"},
+        {"params.algorithm", "\"jump\"", "state.params.algorithm: unknown algorithm"},
         {"params.hash", "\"md6\"", "state.params.hash: unknown hash \"md6\""},
         {"params.replicas", "0", "state.params.replicas: must be an integer between 1 and 16"},
         {"params.replicas", "17", "state.params.replicas: must be an integer between 1 and 16"},
@@ -718,6 +750,7 @@ int
 main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_algorithm_params),
         cmocka_unit_test(test_round_trip_edges),
         cmocka_unit_test(test_many_nodes),
         cmocka_unit_test(test_encode_refuses_invalid),
