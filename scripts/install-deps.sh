@@ -71,5 +71,7 @@ else
     (cd "$deps/debs" && rm -f consul_*.deb && apt-get "${apt_opts[@]}" download consul)
     rm -rf "$deps/consul"
     dpkg-deb -x "$deps/debs"/consul_*.deb "$deps/consul"
-    "$consul" version | head -n1
+    # Not "| head -n1": with pipefail, consul's SIGPIPE would fail the script.
+    consul_version=$("$consul" version)
+    echo "install-deps: ${consul_version%%$'\n'*}"
 fi
