@@ -2,6 +2,7 @@
  * checked, every error naming its JSON path. Pure: a buffer in, a struct out. */
 #include "rs_config.h"
 #include "rs_error.h"
+#include "rs_json.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -13,9 +14,9 @@
 #include <jansson.h>
 
 #define PATH_MAX_LEN 96 /* "membership.nodes[9999].address" and every other path we build */
-#define QUOTE_MAX 40    /* printable characters of a value quoted in an error message */
-#define QUOTE_CAP (QUOTE_MAX + 8)
-#define DESCRIBE_CAP 48
+#define QUOTE_MAX RS_QUOTE_MAX
+#define QUOTE_CAP RS_QUOTE_CAP
+#define DESCRIBE_CAP RS_DESCRIBE_CAP
 
 #define MS_PER_S 1000ull
 #define MS_PER_M (60 * MS_PER_S)
@@ -27,86 +28,10 @@
 
 /* ---- describing values in messages ------------------------------------------------ */
 
-/* s[0..len) quoted, escaped to printable ASCII and cut to about QUOTE_MAX characters, so
- * whatever a file holds, a message stays one short, safe line. */
-static const char *
-quote(char *buf, const char *s, size_t len) {
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    buf[o++] = '"';
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        char esc[4];
-        size_t n;
-        if (ch == '"' || ch == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)ch;
-            n = 2;
-        } else if (ch < 0x20 || ch >= 0x7f) {
-            esc[0] = '\\';
-            esc[1] = 'x';
-            esc[2] = hex[ch >> 4];
-            esc[3] = hex[ch & 15];
-            n = 4;
-        } else {
-            esc[0] = (char)ch;
-            n = 1;
-        }
-        if (o - 1 + n > QUOTE_MAX) {
-            memcpy(buf + o, "...", 3);
-            o += 3;
-            break;
-        }
-        memcpy(buf + o, esc, n);
-        o += n;
-    }
-    buf[o++] = '"';
-    buf[o] = '\0';
-    return buf;
-}
-
-/* A real as the file most likely wrote it: the shortest form that reads back exactly,
- * always with a '.' or an exponent so that 1.0 never reads as the integer 1. */
-static void
-format_real(char *buf, size_t cap, double d) {
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, cap, "%.*g", prec, d);
-        if (strtod(buf, NULL) == d) {
-            break;
-        }
-    }
-    if (strpbrk(buf, ".eEn") == NULL) {
-        size_t n = strlen(buf);
-        if (n + 3 <= cap) {
-            memcpy(buf + n, ".0", 3);
-        }
-    }
-}
-
-/* What a JSON value is, for "must be X, got <this>": numbers and strings by value. */
+/* For config values (integers and reals apart). */
 static const char *
 describe(char *buf, const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return quote(buf, json_string_value(v), json_string_length(v));
-    case JSON_INTEGER:
-        snprintf(buf, DESCRIBE_CAP, "%lld", (long long)json_integer_value(v));
-        return buf;
-    case JSON_REAL:
-        format_real(buf, DESCRIBE_CAP, json_real_value(v));
-        return buf;
-    case JSON_TRUE:
-        return "true";
-    case JSON_FALSE:
-        return "false";
-    case JSON_NULL:
-        return "null";
-    }
-    return "an unknown value";
+    return rs_json_describe(buf, v, true);
 }
 
 /* "250ms", "5s", "10m", "24h": the largest unit that states ms exactly. */
@@ -188,7 +113,7 @@ static void
 join_path(char *out, const char *path, const char *key) {
     char q[QUOTE_CAP];
     size_t klen = strlen(key);
-    const char *k = is_plain_key(key, klen) ? key : quote(q, key, klen);
+    const char *k = is_plain_key(key, klen) ? key : rs_json_quote(q, key, klen);
     snprintf(out, PATH_MAX_LEN, "%s%s%s", path, path[0] != '\0' ? "." : "", k);
 }
 
@@ -255,7 +180,7 @@ get_path(const json_t *v, const char *path, bool required, char *buf, size_t cap
     }
     if (len > 0 && s[0] != '/') {
         return rs_error_set(err, -EINVAL, "%s: must be an absolute path, got %s", path,
-                            quote(q, s, len));
+                            rs_json_quote(q, s, len));
     }
     return copy_str(path, s, len, buf, cap, err);
 }
@@ -338,7 +263,7 @@ unknown_name(const char *path, const char *noun, const char *s, size_t len,
         o += (size_t)w;
     }
     return rs_error_set(err, -EINVAL, "%s: unknown %s %s (expected %s)", path, noun,
-                        quote(q, s, len), list);
+                        rs_json_quote(q, s, len), list);
 }
 
 /* One of names[0..n); *out gets its index. */
@@ -383,7 +308,7 @@ parse_ring(const json_t *obj, rs_config *c, rs_error *err) {
             return rs_error_set(
                 err, -EINVAL,
                 "ring.name: must be 1 to 63 characters from A-Z a-z 0-9 _ . -, got %s",
-                quote(q, s, len));
+                rs_json_quote(q, s, len));
         }
         memcpy(c->ring_name, s, len + 1);
     }
@@ -423,7 +348,7 @@ parse_ring(const json_t *obj, rs_config *c, rs_error *err) {
             return rs_error_set(
                 err, -EINVAL,
                 "ring.hash_tag: must be \"\" or two ASCII characters like \"{}\", got %s",
-                quote(q, s, len));
+                rs_json_quote(q, s, len));
         }
         memcpy(c->params.hash_tag, s, len + 1);
     }
@@ -527,7 +452,7 @@ parse_listen(const json_t *obj, rs_config *c, rs_error *err) {
         if (!all_graphic(s, len) || memchr(s, ':', len) != NULL) {
             return rs_error_set(err, -EINVAL,
                                 "listen.group: must be a group name without spaces or ':', got %s",
-                                quote(q, s, len));
+                                rs_json_quote(q, s, len));
         }
         if (copy_str("listen.group", s, len, c->socket_group, sizeof(c->socket_group), err) != 0) {
             return -EINVAL;
@@ -594,7 +519,7 @@ parse_http(const json_t *obj, rs_config *c, rs_error *err) {
         if (!all_graphic(s, len) || rs_node_default_id(s, host, sizeof(host)) != 0) {
             return rs_error_set(err, -EINVAL,
                                 "http.address: must be host:port like \"127.0.0.1:9317\", got %s",
-                                quote(q, s, len));
+                                rs_json_quote(q, s, len));
         }
     }
     return 0;
@@ -616,7 +541,7 @@ get_consul_address(const json_t *v, const char *path, char *buf, size_t cap, rs_
             err, -EINVAL,
             "%s: must be a URL like \"http://127.0.0.1:8500\" (http or https, no path), "
             "got %s",
-            path, quote(q, s, len));
+            path, rs_json_quote(q, s, len));
     }
     return copy_str(path, s, len, buf, cap, err);
 }
@@ -633,7 +558,7 @@ get_service(const json_t *v, const char *path, char *buf, size_t cap, rs_error *
     if (!all_name_chars(s, len)) {
         return rs_error_set(err, -EINVAL,
                             "%s: must be a service name from A-Z a-z 0-9 _ . -, got %s", path,
-                            quote(q, s, len));
+                            rs_json_quote(q, s, len));
     }
     return copy_str(path, s, len, buf, cap, err);
 }
@@ -671,7 +596,7 @@ parse_consul(const json_t *obj, rs_config *c, bool *kv_prefix_set, rs_error *err
                 err, -EINVAL,
                 "membership.consul.kv_prefix: must be a KV path like "
                 "\"ringside/sessions\" (no leading '/', spaces, '?', '#' or '%%'), got %s",
-                quote(q, json_string_value(v), json_string_length(v)));
+                rs_json_quote(q, json_string_value(v), json_string_length(v)));
         }
         if (copy_str("membership.consul.kv_prefix", s, len, c->consul.kv_prefix,
                      sizeof(c->consul.kv_prefix), err) != 0) {
@@ -865,7 +790,7 @@ check_duplicate_ids(const rs_config_node *nodes, size_t n, rs_error *err) {
         const char *id = nodes[dup].node.id;
         return rs_error_set(err, -EINVAL,
                             "membership.nodes[%zu]: duplicate id %s (also membership.nodes[%zu])",
-                            dup, quote(q, id, strlen(id)), dup_first);
+                            dup, rs_json_quote(q, id, strlen(id)), dup_first);
     }
     return 0;
 }

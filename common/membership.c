@@ -3,6 +3,7 @@
  * mass-removal guard, jittered backoff and a token bucket. Pure: no I/O, clocks or globals. */
 #include "rs_membership.h"
 #include "rs_error.h"
+#include "rs_json.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -13,9 +14,9 @@
 
 #include <jansson.h>
 
-#define QUOTE_MAX 40 /* printable characters of a value quoted in a message */
-#define QUOTE_CAP (QUOTE_MAX + 8)
-#define DESCRIBE_CAP 48
+#define QUOTE_MAX RS_QUOTE_MAX
+#define QUOTE_CAP RS_QUOTE_CAP
+#define DESCRIBE_CAP RS_DESCRIBE_CAP
 
 #define NODES_DIR "nodes/"
 #define NODES_DIR_LEN (sizeof(NODES_DIR) - 1)
@@ -30,95 +31,11 @@
 /* ---- describing values in messages ------------------------------------------------ */
 
 /* s[0..len) quoted, escaped to printable ASCII and cut to about QUOTE_MAX characters. */
-static const char *
-quote(char *buf, const char *s, size_t len) {
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    buf[o++] = '"';
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        char esc[4];
-        size_t n;
-        if (ch == '"' || ch == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)ch;
-            n = 2;
-        } else if (ch < 0x20 || ch >= 0x7f) {
-            esc[0] = '\\';
-            esc[1] = 'x';
-            esc[2] = hex[ch >> 4];
-            esc[3] = hex[ch & 15];
-            n = 4;
-        } else {
-            esc[0] = (char)ch;
-            n = 1;
-        }
-        if (o - 1 + n > QUOTE_MAX) {
-            memcpy(buf + o, "...", 3);
-            o += 3;
-            break;
-        }
-        memcpy(buf + o, esc, n);
-        o += n;
-    }
-    buf[o++] = '"';
-    buf[o] = '\0';
-    return buf;
-}
-
-/* The shortest form of d that reads back exactly. With mark_real, always with a '.' or an
- * exponent so that 1.0 never reads as the integer 1 (values are parsed with integers and
- * reals apart); without, as Consul's listings are parsed (every number a real). */
-static void
-format_real(char *buf, size_t cap, double d, bool mark_real) {
-    if (d == floor(d) && fabs(d) < 1e16) { /* 70000, not 7e+04 */
-        snprintf(buf, cap, "%.0f%s", d, mark_real ? ".0" : "");
-        return;
-    }
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, cap, "%.*g", prec, d);
-        if (strtod(buf, NULL) == d) {
-            break;
-        }
-    }
-    if (mark_real && strpbrk(buf, ".eEn") == NULL) {
-        size_t n = strlen(buf);
-        if (n + 3 <= cap) {
-            memcpy(buf + n, ".0", 3);
-        }
-    }
-}
-
-/* What a JSON value is, for "must be X, got <this>": numbers and strings by value. */
-static const char *
-describe_as(char *buf, const json_t *v, bool mark_real) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return quote(buf, json_string_value(v), json_string_length(v));
-    case JSON_INTEGER:
-        snprintf(buf, DESCRIBE_CAP, "%lld", (long long)json_integer_value(v));
-        return buf;
-    case JSON_REAL:
-        format_real(buf, DESCRIBE_CAP, json_real_value(v), mark_real);
-        return buf;
-    case JSON_TRUE:
-        return "true";
-    case JSON_FALSE:
-        return "false";
-    case JSON_NULL:
-        return "null";
-    }
-    return "an unknown value";
-}
 
 /* For KV values (integers and reals apart). */
 static const char *
 describe(char *buf, const json_t *v) {
-    return describe_as(buf, v, true);
+    return rs_json_describe(buf, v, true);
 }
 
 /* For Consul's listings (parsed with every number a real). */
@@ -127,7 +44,7 @@ describe_listed(char *buf, const json_t *v) {
     if (v == NULL) {
         return "nothing (the field is missing)";
     }
-    return describe_as(buf, v, false);
+    return rs_json_describe(buf, v, false);
 }
 
 static bool
@@ -398,8 +315,8 @@ entry_new(key_kind kind, const char *key, size_t key_len, const char *address, s
 static int
 unknown_field(rs_error *why, const char *key, const char *expected) {
     char q[QUOTE_CAP];
-    return rs_error_set(why, -EINVAL, "unknown field %s (expected %s)", quote(q, key, strlen(key)),
-                        expected);
+    return rs_error_set(why, -EINVAL, "unknown field %s (expected %s)",
+                        rs_json_quote(q, key, strlen(key)), expected);
 }
 
 /* value must be an object whose keys are all in keys (NULL-terminated). */
@@ -558,7 +475,8 @@ unknown_name(rs_error *why, const char *noun, const char *s, size_t len,
         }
         o += (size_t)w;
     }
-    return rs_error_set(why, -EINVAL, "unknown %s %s (expected %s)", noun, quote(q, s, len), list);
+    return rs_error_set(why, -EINVAL, "unknown %s %s (expected %s)", noun, rs_json_quote(q, s, len),
+                        list);
 }
 
 static const char *
@@ -665,7 +583,7 @@ parse_config(const json_t *v, const rs_ring_params *base, memo_entry **out, rs_e
         if ((len != 0 && len != 2) || !all_ascii_graphic(s, len)) {
             return rs_error_set(why, -EINVAL,
                                 "hash_tag must be \"\" or two ASCII characters like \"{}\", got %s",
-                                quote(q, s, len));
+                                rs_json_quote(q, s, len));
         }
         memcpy(c.hash_tag, s, len + 1);
         c.set |= CFG_HASH_TAG;
@@ -999,7 +917,7 @@ rs_kv_to_membership(rs_kv_memo *memo, const char *body, size_t len, const char *
         if (kv_item_cmp(&items[i - 1], &items[i]) == 0) {
             char q[QUOTE_CAP];
             rc = rs_error_set(err, -EINVAL, "KV listing: duplicate key %s",
-                              quote(q, items[i].rel, items[i].rel_len));
+                              rs_json_quote(q, items[i].rel, items[i].rel_len));
             goto done;
         }
     }
@@ -1156,7 +1074,7 @@ make_address(const instance *in, char *buf, size_t cap, rs_error *why) {
         return rs_error_set(why, -EINVAL, "address must not contain NUL bytes");
     }
     if (!(in->port >= 1 && in->port <= 65535 && in->port == floor(in->port))) {
-        format_real(d, sizeof(d), in->port, false);
+        rs_json_format_real(d, sizeof(d), in->port, false);
         return rs_error_set(why, -EINVAL,
                             "Service.Port must be an integer between 1 and 65535, got %s", d);
     }
@@ -1435,8 +1353,8 @@ rs_health_to_membership(const char *body, size_t len, const rs_ring_params *base
             rs_error_set(&why, -EEXIST,
                          "duplicate service ID on node %s (listing[%zu]); keeping the one on "
                          "node %s (listing[%zu])",
-                         quote(q, in->node, in->node_len), in->index,
-                         quote(q2, first->node, first->node_len), first->index);
+                         rs_json_quote(q, in->node, in->node_len), in->index,
+                         rs_json_quote(q2, first->node, first->node_len), first->index);
             reject(&m, SERVICE_KEY, in->id, in->id_len, why.msg);
             continue;
         }

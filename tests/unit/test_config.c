@@ -342,7 +342,7 @@ static const err_case err_cases[] = {
     {"{'ring':{'replicas':2.0}}", "ring.replicas: must be an integer between 1 and 16, got 2.0"},
     {"{'ring':{'replicas':2e0}}", "ring.replicas: must be an integer between 1 and 16, got 2.0"},
     {"{'ring':{'replicas':1e10}}",
-     "ring.replicas: must be an integer between 1 and 16, got 1e+10"},
+     "ring.replicas: must be an integer between 1 and 16, got 10000000000.0"},
     {"{'ring':{'replicas':'2'}}", "ring.replicas: must be an integer between 1 and 16, got \"2\""},
     {"{'ring':{'replicas':true}}", "ring.replicas: must be an integer between 1 and 16, got true"},
     {"{'ring':{'replicas':{}}}",
