@@ -10,7 +10,7 @@ Expected answers never come from the daemon under test: placements come from `ri
 place` (the ring library, offline), ring order from placements over node subsets (equal
 weights: with ketama a node's points do not depend on the other nodes, so the k-th
 distinct node clockwise is the owner once the k-1 before it are gone), fingerprints are
-recomputed here from the KV content (consul_harness.fingerprint), and Consul's view of
+recomputed here from the KV content (harness.fingerprint), and Consul's view of
 health is read from its HTTP API.
 
 Scenarios 1-5 share one Consul dev agent (each with its own KV prefix, service name and
@@ -31,8 +31,8 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import consul_harness as H  # noqa: E402 (re-executes under /usr/bin/python3 if needed)
-from consul_harness import Failure, check, check_eq  # noqa: E402
+import harness as H  # noqa: E402 (re-executes under /usr/bin/python3 if needed)
+from harness import Failure, check, check_eq  # noqa: E402
 
 import redis  # noqa: E402
 
