@@ -32,7 +32,9 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                                 "integration"))
-import consul_harness as H  # noqa: E402 (re-executes under /usr/bin/python3 if needed)
+import harness as H  # noqa: E402
+
+H.require_redis()  # re-executes under /usr/bin/python3 if this python3 lacks python3-redis
 
 import redis  # noqa: E402
 

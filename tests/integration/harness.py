@@ -1,12 +1,21 @@
-"""Shared helpers for the tests and benchmarks that run ringside against a real Consul:
-start and stop a Consul dev agent, redis-servers and ringside on free loopback ports, talk
-RESP to ringside through Debian's python3-redis, drive Consul's HTTP API with urllib, wait
-for observable effects with deadlines, and compute expected placements offline with
-`ringctl place` (never from the daemon under test).
+"""Shared helpers of the integration tests (and of tests/bench/bench_propagation.py):
+assertions, waiting for observable effects with deadlines, processes and temp dirs that
+are cleaned up on exit and on signals, free loopback ports, the scenario runner (PASS/FAIL
+per scenario, then "N passed, M failed"), a raw RESP client for ringside's socket, log
+events, HTTP without proxies, a Consul dev agent, redis-servers and ringside on free
+loopback ports (RESP through Debian's python3-redis), and expected placements computed
+offline with `ringctl place` (never from the daemon under test).
+
+A test imports it by path, then asks for python3-redis if it needs it:
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import harness as H  # noqa: E402
+    redis = H.require_redis()   # re-executes under /usr/bin/python3 if needed
 
 Every process is started by a Scope, which stops exactly those processes by PID (SIGTERM,
 then SIGKILL after a deadline) and removes its temp dirs (under /tmp, short paths for the
-Unix socket) when closed; an atexit hook closes whatever is left.
+Unix socket) when closed; an atexit hook (and install_signal_handlers) closes whatever is
+left.
 
 Environment: CONSUL_BIN (else $RS_DEPS_DIR/consul/usr/bin/consul, else .deps next to the
 source tree), RS_KEEP_TMP=1 keeps the temp dirs.
@@ -15,6 +24,7 @@ source tree), RS_KEEP_TMP=1 keeps the temp dirs.
 import atexit
 import base64
 import hashlib
+import importlib.util
 import json
 import os
 import random
@@ -26,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -33,18 +44,11 @@ import urllib.request
 try:
     import redis
 except ImportError:
-    # CMake or a pyenv shim may pick a python3 without Debian's python3-redis: rerun the
-    # calling script under the system interpreter once.
-    _sys_py = "/usr/bin/python3"
-    if (not os.environ.get("RS_CONSUL_REEXEC") and os.access(_sys_py, os.X_OK)
-            and os.path.realpath(_sys_py) != os.path.realpath(sys.executable)):
-        os.environ["RS_CONSUL_REEXEC"] = "1"
-        os.execv(_sys_py, [_sys_py] + sys.argv)
-    print("FAIL: python3-redis is not importable (apt-get install python3-redis)")
-    print("0 passed, 1 failed")
-    sys.exit(1)
+    redis = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.normpath(os.path.join(HERE, os.pardir, os.pardir))
+ORACLE_PATH = os.path.join(HERE, os.pardir, "oracle", "twemproxy_hashes.py")
 KEEP_TMP = os.environ.get("RS_KEEP_TMP") == "1"
 START_DEADLINE = 30.0   # seconds for Consul to elect itself, or a daemon to answer
 STOP_DEADLINE = 10.0    # seconds between SIGTERM and SIGKILL
@@ -53,8 +57,31 @@ IO_TIMEOUT = 10.0       # seconds one request may take
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def require_redis():
+    """Debian's python3-redis (the module). CMake or a pyenv shim may pick a python3
+    without it: then the calling script runs again, once, under the system interpreter;
+    where that has none either, this prints a failure and exits 1."""
+    if redis is not None:
+        return redis
+    sys_py = "/usr/bin/python3"
+    if (not os.environ.get("RS_REDIS_REEXEC") and os.access(sys_py, os.X_OK)
+            and os.path.realpath(sys_py) != os.path.realpath(sys.executable)):
+        os.environ["RS_REDIS_REEXEC"] = "1"
+        os.execv(sys_py, [sys_py] + sys.argv)
+    print("FAIL: python3-redis is not importable (apt-get install python3-redis)")
+    print("0 passed, 1 failed")
+    sys.exit(1)
+
+
+# --------------------------------------------------------------------------------------
+# Assertions and waiting
+
 class Failure(Exception):
     pass
+
+
+class Skip(Exception):
+    """A scenario that cannot run here (a missing tool): reported SKIP, not a failure."""
 
 
 def check(cond, what):
@@ -70,6 +97,11 @@ def short(v, limit=300):
 def check_eq(got, want, what):
     if got != want:
         raise Failure("%s: expected %s, got %s" % (what, short(want), short(got)))
+
+
+def check_in(needle, hay, what):
+    if needle not in hay:
+        raise Failure("%s: expected %s in %s" % (what, short(needle), short(hay, 600)))
 
 
 def wait_for(pred, what, deadline=EVENT_DEADLINE):
@@ -96,6 +128,31 @@ def clean_env(**extra):
     return env
 
 
+def file_tail(path, n=2000):
+    """The last n characters of a file (a log), "" if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()[-n:].decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def write_atomic(path, text):
+    """Replace a file in one rename (a SIGHUP never sees half a config)."""
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def load_oracle():
+    """tests/oracle/twemproxy_hashes.py, the stdlib model of twemproxy's hashes."""
+    spec = importlib.util.spec_from_file_location("twemproxy_hashes", ORACLE_PATH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 # --------------------------------------------------------------------------------------
 # Processes and directories
 
@@ -114,20 +171,38 @@ def stop_proc(p, sig=signal.SIGTERM, deadline=STOP_DEADLINE):
     return p.returncode
 
 
-_SCOPES = []
+def stop_expect(p, sig=signal.SIGTERM, deadline=STOP_DEADLINE, what="ringside"):
+    """Stop a process that must stop by itself: sig, then its exit status; a Failure
+    (after a SIGKILL) if it outlives the deadline."""
+    if p.poll() is None:
+        p.send_signal(sig)
+        try:
+            p.wait(deadline)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise Failure("%s did not stop within %.0fs of %s" % (what, deadline, sig))
+    return p.returncode
+
+
+_SCOPES = []            # the open scopes, innermost last
 
 
 class Scope:
-    """The processes and temp dirs of one scenario (or of a whole run)."""
+    """The processes, temp dirs and other cleanups of one scenario (or of a whole run).
+    close() stops the processes (newest first) with stop_sig, then SIGKILL after
+    stop_deadline."""
 
-    def __init__(self):
+    def __init__(self, stop_sig=signal.SIGTERM, stop_deadline=5.0):
         self.procs = []
         self.dirs = []
         self.closers = []
+        self.stop_sig = stop_sig
+        self.stop_deadline = stop_deadline
         _SCOPES.append(self)
 
-    def new_dir(self):
-        d = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
+    def new_dir(self, tag="rs", parent="/tmp"):
+        d = tempfile.mkdtemp(prefix=tag + "-", dir=parent)
         self.dirs.append(d)
         return d
 
@@ -146,50 +221,366 @@ class Scope:
             except Exception:  # noqa: BLE001 - best-effort cleanup
                 pass
         while self.procs:
-            stop_proc(self.procs.pop(), deadline=5.0)
+            stop_proc(self.procs.pop(), self.stop_sig, self.stop_deadline)
         while self.dirs:
             d = self.dirs.pop()
             if KEEP_TMP:
                 print("  kept %s" % d)
             else:
                 shutil.rmtree(d, ignore_errors=True)
+        if self in _SCOPES:
+            _SCOPES.remove(self)
 
 
-def _close_all():
-    for s in reversed(_SCOPES):
+def current():
+    """The innermost open Scope (the running scenario's); a new one if none is open."""
+    return _SCOPES[-1] if _SCOPES else Scope()
+
+
+def new_dir(tag="rs", parent="/tmp"):
+    """A temp dir of the current scope."""
+    return current().new_dir(tag, parent)
+
+
+def spawn(argv, **kw):
+    """A process of the current scope."""
+    return current().spawn(argv, **kw)
+
+
+def close_all():
+    for s in reversed(list(_SCOPES)):
         s.close()
 
 
-atexit.register(_close_all)
+atexit.register(close_all)
 
 
-def install_signal_handlers():
+def install_signal_handlers(signals=(signal.SIGTERM, signal.SIGINT), status=1):
+    """On those signals: close every scope and exit with status (None: 128 + signal)."""
     def on_signal(signum, frame):
-        _close_all()
-        sys.exit(1)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+        close_all()
+        sys.exit(128 + signum if status is None else status)
+    for s in signals:
+        signal.signal(s, on_signal)
 
 
-def free_port(taken):
-    """A loopback port free for TCP and UDP (Serf uses both), not in taken."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind(("127.0.0.1", 0))
+# --------------------------------------------------------------------------------------
+# Ports
+
+_TAKEN_PORTS = set()    # ports handed out in this process, never handed out twice
+
+
+def port_free_on(host, port, kinds=(socket.SOCK_STREAM, socket.SOCK_DGRAM)):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for kind in kinds:
+        with socket.socket(family, kind) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
+def free_port(taken=None, hosts=("127.0.0.1",), udp=True):
+    """A port the kernel gives out on hosts[0] that is free for TCP (and UDP: Serf uses
+    both) on every host, and not in taken (default: the ports this process has already
+    handed out); it is added to taken. OSError if hosts[0] cannot be bound at all."""
+    taken = _TAKEN_PORTS if taken is None else taken
+    kinds = (socket.SOCK_STREAM, socket.SOCK_DGRAM) if udp else (socket.SOCK_STREAM,)
+    family = socket.AF_INET6 if ":" in hosts[0] else socket.AF_INET
+    for _ in range(500):
+        with socket.socket(family, socket.SOCK_STREAM) as t:
+            t.bind((hosts[0], 0))
             port = t.getsockname()[1]
-        if port in taken:
-            continue
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
-        except OSError:
+        if port in taken or not all(port_free_on(h, port, kinds) for h in hosts):
             continue
         taken.add(port)
         return port
-    raise Failure("no free loopback port")
+    raise Failure("no port free on %s" % ", ".join(hosts))
 
 
-_TAKEN_PORTS = set()    # ports handed out in this process, never handed out twice
+# --------------------------------------------------------------------------------------
+# Running scenarios
+
+def run_scenarios(scenarios, only_var, pass_scope=False, on_failure=None, t_all=None,
+                  stop_sig=signal.SIGTERM, stop_deadline=5.0):
+    """Runs each (name, fn) of scenarios that $only_var (name[,name]) does not leave out,
+    each in a Scope of its own (fn(scope) when pass_scope, else fn(); processes stopped
+    with stop_sig and stop_deadline) closed after it. A scenario passes when fn returns
+    (its return value, if any, is printed after PASS), is skipped on Skip and fails on
+    any other exception (on_failure(scope) may then print more). Every scope still open
+    is closed at the end; then the total time since t_all (default: now) and
+    "N passed, M failed". Returns the exit status."""
+    only = set(filter(None, os.environ.get(only_var, "").split(",")))
+    passed = failed = skipped = 0
+    t_all = time.monotonic() if t_all is None else t_all
+    for name, fn in scenarios:
+        if only and name not in only:
+            continue
+        t0 = time.monotonic()
+        sc = Scope(stop_sig, stop_deadline)
+        try:
+            note = fn(sc) if pass_scope else fn()
+            passed += 1
+            print("PASS %s (%.1fs)%s" % (name, time.monotonic() - t0,
+                                         " %s" % note if note else ""))
+        except Skip as e:
+            skipped += 1
+            print("SKIP %s: %s" % (name, e))
+        except Exception as e:  # noqa: BLE001 - report every kind of failure per scenario
+            failed += 1
+            print("FAIL %s (%.1fs): %s" % (name, time.monotonic() - t0,
+                                          e if isinstance(e, Failure) else ""))
+            if not isinstance(e, Failure):
+                traceback.print_exc(file=sys.stdout)
+            if on_failure is not None:
+                on_failure(sc)
+        finally:
+            sc.close()
+        sys.stdout.flush()
+    close_all()
+    print("total %.1fs" % (time.monotonic() - t_all))
+    print("%d passed, %d failed%s" % (passed, failed,
+                                      ", %d skipped" % skipped if skipped else ""))
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------------------
+# RESP on ringside's socket, without a client library
+
+class RespError(str):
+    """An error reply (its text, without the '-')."""
+
+
+class Incomplete(Exception):
+    pass
+
+
+class Closed(Failure):
+    """The daemon closed the connection while a reply was awaited."""
+
+
+def enc(*args):
+    """One command as a RESP array of bulk strings (str, bytes or int arguments)."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif isinstance(a, int):
+            a = b"%d" % a
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def parse_reply(buf, pos):
+    """One reply from buf at pos: (value, new pos), or raise Incomplete. Status replies
+    are str, errors RespError, bulk strings bytes, nil None, arrays lists."""
+    nl = buf.find(b"\r\n", pos)
+    if nl < 0:
+        raise Incomplete()
+    t = buf[pos:pos + 1]
+    line = bytes(buf[pos + 1:nl])
+    pos = nl + 2
+    if t == b"+":
+        return line.decode(), pos
+    if t == b"-":
+        return RespError(line.decode(errors="replace")), pos
+    if t == b":":
+        return int(line), pos
+    if t == b"$":
+        n = int(line)
+        if n < 0:
+            return None, pos
+        if len(buf) < pos + n + 2:
+            raise Incomplete()
+        if buf[pos + n:pos + n + 2] != b"\r\n":
+            raise Failure("bad bulk terminator in reply")
+        return bytes(buf[pos:pos + n]), pos + n + 2
+    if t == b"*":
+        n = int(line)
+        if n < 0:
+            return None, pos
+        items = []
+        for _ in range(n):
+            v, pos = parse_reply(buf, pos)
+            items.append(v)
+        return items, pos
+    raise Failure("unparseable reply byte %r at %d" % (t, pos))
+
+
+class Conn:
+    """A raw client on the daemon's socket."""
+
+    def __init__(self, path, timeout=IO_TIMEOUT):
+        self.timeout = timeout
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(timeout)
+        try:
+            self.s.connect(path)
+        except OSError:
+            self.s.close()
+            raise
+        self.buf = bytearray()
+        self.pos = 0
+        self.eof = False
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def _fill(self):
+        try:
+            data = self.s.recv(1 << 16)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        if self.pos > (1 << 20):
+            del self.buf[:self.pos]
+            self.pos = 0
+        self.buf += data
+        return True
+
+    def try_reply(self):
+        try:
+            v, self.pos = parse_reply(self.buf, self.pos)
+            return True, v
+        except Incomplete:
+            return False, None
+
+    def reply(self):
+        while True:
+            ok, v = self.try_reply()
+            if ok:
+                return v
+            if not self._fill():
+                raise Closed("connection closed while waiting for a reply")
+
+    def replies(self, n):
+        return [self.reply() for _ in range(n)]
+
+    def cmd(self, *args):
+        self.send(enc(*args))
+        return self.reply()
+
+    def read_to_eof(self):
+        """Every reply until the daemon closes the connection; fails if it does not."""
+        out = []
+        while True:
+            ok, v = self.try_reply()
+            if ok:
+                out.append(v)
+                continue
+            try:
+                if not self._fill():
+                    break
+            except socket.timeout:
+                raise Failure("connection not closed; replies so far: %r" % out[:5])
+        rest = bytes(self.buf[self.pos:])
+        if rest:
+            raise Failure("partial reply before close: %r" % rest[:80])
+        return out
+
+    def available(self):
+        """Replies that have already arrived, without blocking."""
+        self.s.setblocking(False)
+        try:
+            while True:
+                try:
+                    data = self.s.recv(1 << 16)
+                except BlockingIOError:
+                    break
+                if not data:
+                    self.eof = True
+                    break
+                self.buf += data
+        finally:
+            self.s.settimeout(self.timeout)
+        out = []
+        while True:
+            ok, v = self.try_reply()
+            if not ok:
+                return out
+            out.append(v)
+
+    def close(self):
+        self.s.close()
+
+
+def one_cmd(sock, *args):
+    """One command on a connection of its own."""
+    c = Conn(sock)
+    try:
+        return c.cmd(*args)
+    finally:
+        c.close()
+
+
+def text(v):
+    """A reply with its bulk strings (in arrays too) decoded as UTF-8."""
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, list):
+        return [text(x) for x in v]
+    return v
+
+
+def pairs(flat, decode=True):
+    """A flat field/value array as a dict: str keys; bulk string values decoded as text
+    unless decode is false."""
+    check(isinstance(flat, list) and len(flat) % 2 == 0, "not a field/value array: %r" % flat)
+    out = {}
+    for i in range(0, len(flat), 2):
+        v = flat[i + 1]
+        out[flat[i].decode()] = (v.decode(errors="replace")
+                                 if decode and isinstance(v, bytes) else v)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Logs
+
+LOG_FIELD = re.compile(r'([a-z_]+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def parse_log_line(line):
+    """A key=value log line as a dict (quoted values unescaped)."""
+    out = {}
+    for k, v in LOG_FIELD.findall(line):
+        if v.startswith('"'):
+            try:
+                v = json.loads(v)
+            except ValueError:
+                v = v[1:-1]
+        out[k] = v
+    return out
+
+
+def event_lines(log, name, pattern=None):
+    """The lines of a log (key=value or JSON lines) for event name that match pattern."""
+    pat = r'\bevent=%s(\s|$)|"event":\s*"%s"' % (name, name)
+    return [ln for ln in log.splitlines()
+            if re.search(pat, ln) and (pattern is None or re.search(pattern, ln))]
+
+
+# --------------------------------------------------------------------------------------
+# HTTP
+
+def http_request(url, method="GET", data=None, token=None, ctx=None, timeout=IO_TIMEOUT):
+    """One request, never through a proxy: (status, body, headers), HTTP errors included;
+    OSError when nothing answers. token goes in X-Consul-Token; ctx is an SSLContext."""
+    opener = OPENER
+    if ctx is not None:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                             urllib.request.HTTPSHandler(context=ctx))
+    req = urllib.request.Request(url, data=data, method=method)
+    if token:
+        req.add_header("X-Consul-Token", token)
+    try:
+        with opener.open(req, timeout=timeout) as r:
+            return r.status, r.read(), r.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers
 
 
 # --------------------------------------------------------------------------------------
@@ -198,7 +589,7 @@ _TAKEN_PORTS = set()    # ports handed out in this process, never handed out twi
 def consul_binary():
     if os.environ.get("CONSUL_BIN"):
         return os.environ["CONSUL_BIN"]
-    deps = os.environ.get("RS_DEPS_DIR") or os.path.join(HERE, os.pardir, os.pardir, ".deps")
+    deps = os.environ.get("RS_DEPS_DIR") or os.path.join(TOP, ".deps")
     return os.path.join(deps, "consul", "usr", "bin", "consul")
 
 
@@ -220,25 +611,36 @@ def as_bytes(value):
 
 class Consul:
     """A `consul agent -dev` (in-memory server) on loopback ports of its own. start() and
-    kill() may alternate: a restart reuses the same ports (and, dev mode, starts empty)."""
+    kill() may alternate: a restart reuses the same ports (and, dev mode, starts empty).
+    config_file / config_dir are passed to the agent; token (an ACL token) goes with
+    every request unless a request names another."""
 
-    def __init__(self, scope, workdir=None):
+    def __init__(self, scope, workdir=None, config_file=None, config_dir=None, token=None,
+                 node=None):
         self.scope = scope
         self.dir = workdir or scope.new_dir()
         self.http = free_port(_TAKEN_PORTS)
         self.serf_lan, self.serf_wan, self.server = (free_port(_TAKEN_PORTS) for _ in range(3))
         self.url = "http://127.0.0.1:%d" % self.http
         self.log_path = os.path.join(self.dir, "consul.log")
+        self.config_file = config_file
+        self.config_dir = config_dir
+        self.token = token
+        self.node = node or "rs-%d" % self.http
         self.proc = None
         self.starts = 0
 
-    def start(self, wait=True):
+    def start(self, wait=True, deadline=START_DEADLINE):
         self.starts += 1
         argv = [consul_binary(), "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
-                "-node", "rs-%d" % self.http, "-http-port", str(self.http),
+                "-node", self.node, "-http-port", str(self.http),
                 "-dns-port", "-1", "-grpc-port", "-1", "-serf-lan-port", str(self.serf_lan),
-                "-serf-wan-port", str(self.serf_wan), "-server-port", str(self.server),
-                "-log-level", "warn"]
+                "-serf-wan-port", str(self.serf_wan), "-server-port", str(self.server)]
+        if self.config_file:
+            argv += ["-config-file", self.config_file]
+        if self.config_dir:
+            argv += ["-config-dir", self.config_dir]
+        argv += ["-log-level", "warn"]
         with open(self.log_path, "ab") as log:
             log.write(b"==== start %d\n" % self.starts)
             log.flush()
@@ -246,18 +648,15 @@ class Consul:
                                          stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True, env=clean_env())
         if wait:
-            return self.wait_ready()
+            return self.wait_ready(deadline)
         return None
 
     def log_tail(self, n=2000):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
+        return file_tail(self.log_path, n)
 
     def answers(self):
-        """True once the agent has a leader and serves KV reads."""
+        """True once the agent has a leader and serves KV reads (with the token: ACLs
+        bootstrap after the leader is elected)."""
         try:
             st, body, _ = self.request("GET", "/v1/status/leader", timeout=2.0)
             if st != 200 or not json.loads(body or b'""'):
@@ -274,7 +673,13 @@ class Consul:
                 raise Failure("consul exited with %s:\n%s" % (self.proc.returncode,
                                                               self.log_tail()))
             return self.answers() and time.monotonic()
-        return wait_for(ready, "Consul on %s to elect itself and answer" % self.url, deadline)
+        try:
+            return wait_for(ready, "Consul on %s to elect itself and answer" % self.url,
+                            deadline)
+        except Failure as e:
+            if self.proc.poll() is not None:
+                raise
+            raise Failure("%s:\n%s" % (e, self.log_tail()))
 
     def kill(self):
         """SIGKILL, as a crash would."""
@@ -287,13 +692,10 @@ class Consul:
             stop_proc(self.proc)
 
     # HTTP
-    def request(self, method, path, data=None, timeout=IO_TIMEOUT):
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        try:
-            with OPENER.open(req, timeout=timeout) as r:
-                return r.status, r.read(), r.headers
-        except urllib.error.HTTPError as e:
-            return e.code, e.read(), e.headers
+    def request(self, method, path, data=None, timeout=IO_TIMEOUT, token=""):
+        """(status, body, headers); token "" is the agent's default token, None none."""
+        return http_request(self.url + path, method, data,
+                            self.token if token == "" else token, timeout=timeout)
 
     def ok(self, method, path, data=None):
         st, body, headers = self.request(method, path, data)
@@ -437,17 +839,12 @@ def ringside_config(d, ring_name, consul_url, prefix=None, source="consul-kv", s
     }
 
 
-def pairs(flat):
-    """A flat field/value array as a dict: str keys, bulk strings decoded as text."""
-    check(isinstance(flat, list) and len(flat) % 2 == 0, "not a field/value array: %r" % flat)
-    out = {}
-    for i in range(0, len(flat), 2):
-        v = flat[i + 1]
-        out[flat[i].decode()] = v.decode(errors="replace") if isinstance(v, bytes) else v
-    return out
-
-
 class Ringside:
+    """One ringside process (restartable) with its config file in workdir; each start
+    logs to ringside.<n>.log there."""
+
+    start_deadline = START_DEADLINE     # seconds for a start to answer PING
+
     def __init__(self, scope, binary, cfg, workdir=None):
         self.scope = scope
         self.binary = binary
@@ -460,13 +857,12 @@ class Ringside:
         self.write_config(cfg)
 
     def write_config(self, cfg):
+        """Replace the config file at once: cfg as JSON, or a str (bad configs) as is."""
         self.cfg = cfg
-        self.sock = cfg["listen"]["socket"]
-        self.state_dir = cfg["state_dir"]
-        tmp = self.cfg_path + ".new"
-        with open(tmp, "w") as f:
-            json.dump(cfg, f, indent=1)
-        os.rename(tmp, self.cfg_path)
+        if not isinstance(cfg, str):
+            self.sock = cfg["listen"]["socket"]
+            self.state_dir = cfg["state_dir"]
+        write_atomic(self.cfg_path, cfg if isinstance(cfg, str) else json.dumps(cfg, indent=1))
 
     def start(self, wait=True):
         self.starts += 1
@@ -486,22 +882,22 @@ class Ringside:
                 raise Failure("ringside exited with %s before answering; log:\n%s"
                               % (self.proc.returncode, self.log()[-2000:]))
             try:
-                return redis.Redis(unix_socket_path=self.sock, socket_timeout=2.0).ping()
-            except (redis.RedisError, OSError):
+                c = Conn(self.sock, timeout=2.0)
+            except OSError:
                 return False
-        wait_for(ready, "ringside to answer PING on %s" % self.sock, START_DEADLINE)
+            try:
+                return c.cmd("PING") == "PONG"
+            except (OSError, Failure):
+                return False
+            finally:
+                c.close()
+        wait_for(ready, "ringside to answer PING on %s" % self.sock, self.start_deadline)
 
-    def stop(self, sig=signal.SIGTERM):
+    def stop(self, sig=signal.SIGTERM, deadline=STOP_DEADLINE):
         if self._client is not None:
             self._client.close()
             self._client = None
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise Failure("ringside did not stop within %.0fs of %s" % (STOP_DEADLINE, sig))
+        return stop_expect(self.proc, sig, deadline)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -516,9 +912,7 @@ class Ringside:
         return len(self.log())
 
     def events(self, name, pattern=None, since=0):
-        pat = r'\bevent=%s(\s|$)' % name
-        return [ln for ln in self.log()[since:].splitlines()
-                if re.search(pat, ln) and (pattern is None or re.search(pattern, ln))]
+        return event_lines(self.log()[since:], name, pattern)
 
     def wait_event(self, name, pattern=None, since=0, count=1, deadline=EVENT_DEADLINE):
         def seen():
@@ -612,7 +1006,7 @@ def node_spec(n):
 
 
 def place(ringctl, nodes, keys, algorithm=None, hash_name=None, hash_tag=None):
-    """Addresses (bytes) `ringctl place` gives the keys (bytes), offline."""
+    """Addresses (bytes) `ringctl place` gives the keys (bytes, none empty), offline."""
     argv = [ringctl, "place", "--hex"]
     for n in nodes:
         argv += ["--node", node_spec(n)]
@@ -622,6 +1016,8 @@ def place(ringctl, nodes, keys, algorithm=None, hash_name=None, hash_tag=None):
         argv += ["--hash", hash_name]
     if hash_tag:
         argv += ["--hash-tag", hash_tag]
+    for k in keys:
+        check(len(k) > 0, "place: empty keys are not used")
     data = "".join(k.hex() + "\n" for k in keys).encode()
     r = subprocess.run(argv, input=data, capture_output=True, timeout=60)
     if r.returncode != 0:
@@ -666,6 +1062,17 @@ def fingerprint(nodes, algorithm="ketama", hash_name="fnv1a_64", replicas=2, has
         text += "%s %s %d %s %d\n" % (n["id"], n["address"], n.get("weight", 1),
                                       n.get("zone", ""), 1 if n.get("enabled", True) else 0)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_fingerprint(nodes, params=None):
+    """fingerprint() of nodes (a list, or KV-style {id: value}) under a ring config as
+    stored in KV (algorithm, hash, replicas, hash_tag; the defaults where absent)."""
+    p = params or {}
+    if isinstance(nodes, dict):
+        nodes = [dict(v, id=k) for k, v in nodes.items()]
+    return fingerprint(nodes, algorithm=p.get("algorithm", "ketama"),
+                       hash_name=p.get("hash", "fnv1a_64"), replicas=p.get("replicas", 2),
+                       hash_tag=p.get("hash_tag", ""))
 
 
 def kv_node_value(n):

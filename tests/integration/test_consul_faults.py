@@ -25,247 +25,41 @@ RS_FAULTS_ONLY=name[,name] runs only those scenarios. Prints PASS/FAIL per scena
 "N passed, M failed".
 """
 
-import atexit
 import base64
 import json
 import os
 import re
 import select
-import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
-import urllib.error
-import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.normpath(os.path.join(HERE, os.pardir, os.pardir))
-FAKE_CONSUL = os.path.join(SRC, "tests", "tools", "fake_consul.py")
-KEEP_TMP = os.environ.get("RS_KEEP_TMP") == "1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+from harness import (STOP_DEADLINE, Conn, Failure, RespError, check, check_eq,  # noqa: E402
+                     check_in, consul_binary, free_port, new_dir, one_cmd, short, spawn,
+                     stop_proc)
+from harness import text as decode  # noqa: E402
+
+FAKE_CONSUL = os.path.join(H.TOP, "tests", "tools", "fake_consul.py")
 START_DEADLINE = 10.0     # seconds for ringside to answer PING
 AGENT_DEADLINE = 30.0     # seconds for Consul to elect a leader / accept requests
 EVENT_DEADLINE = 15.0     # seconds for a change or a log line to show
-STOP_DEADLINE = 10.0      # seconds between SIGTERM and SIGKILL
-IO_TIMEOUT = 10.0         # seconds a socket read may block
 PREFIX = "ringside/t"
 KEYS = ["user:%d" % i for i in range(64)] + ["k%d" % i for i in range(64)]
 
 RINGSIDE = None
 RINGCTL = None
 
-ALL_PROCS = []          # every Popen this file started
-SCENARIO_PROCS = []     # those of the running scenario
-ALL_DIRS = []           # every temp dir this file made
-SCENARIO_DIRS = []
-SCENARIO_THREADS = []   # lookup threads to stop
-NO_PROXY = urllib.request.ProxyHandler({})
-
-
-class Failure(Exception):
-    pass
-
 
 class PortClash(Exception):
     """A Consul agent lost a race for a port we picked: start again with new ports."""
 
 
-def check(cond, what):
-    if not cond:
-        raise Failure(what)
-
-
-def short(v, limit=300):
-    r = repr(v)
-    return r if len(r) <= limit else r[:limit] + "...(%d chars)" % len(r)
-
-
-def check_eq(got, want, what):
-    if got != want:
-        raise Failure("%s: expected %s, got %s" % (what, short(want), short(got)))
-
-
-def check_in(needle, hay, what):
-    if needle not in hay:
-        raise Failure("%s: expected %s in %s" % (what, short(needle), short(hay, 600)))
-
-
-# --------------------------------------------------------------------------------------
-# Processes, directories, waiting
-
-def stop_proc(p, sig=signal.SIGTERM, deadline=STOP_DEADLINE):
-    """Stop one process we started: sig, then SIGKILL after the deadline. Returns rc."""
-    if p.poll() is None:
-        try:
-            p.send_signal(sig)
-        except ProcessLookupError:
-            pass
-        try:
-            p.wait(deadline)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return p.returncode
-
-
-def cleanup_scenario():
-    while SCENARIO_THREADS:
-        SCENARIO_THREADS.pop().stop()
-    while SCENARIO_PROCS:
-        stop_proc(SCENARIO_PROCS.pop())
-    while SCENARIO_DIRS:
-        d = SCENARIO_DIRS.pop()
-        if KEEP_TMP:
-            print("  kept %s" % d)
-        else:
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def cleanup_all():
-    for t in SCENARIO_THREADS:
-        t.stop()
-    for p in ALL_PROCS:
-        if p.poll() is None:
-            stop_proc(p, deadline=2.0)
-    if not KEEP_TMP:
-        for d in ALL_DIRS:
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def on_signal(signum, frame):
-    cleanup_all()
-    sys.exit(1)
-
-
-def new_dir(tag="rs"):
-    d = tempfile.mkdtemp(prefix="%s-" % tag, dir="/tmp")
-    ALL_DIRS.append(d)
-    SCENARIO_DIRS.append(d)
-    return d
-
-
-def spawn(argv, **kw):
-    p = subprocess.Popen(argv, **kw)
-    ALL_PROCS.append(p)
-    SCENARIO_PROCS.append(p)
-    return p
-
-
 def wait_for(pred, what, deadline=EVENT_DEADLINE):
-    """Poll pred() until it returns a true value (returned), or fail after deadline."""
-    end = time.monotonic() + deadline
-    delay = 0.005
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise Failure("timed out after %.0fs waiting for %s" % (deadline, what))
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
-def clean_env(extra=None):
-    """The environment without any of Consul's variables, plus extra."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSUL_")}
-    env.update(extra or {})
-    return env
-
-
-# --------------------------------------------------------------------------------------
-# RESP
-
-class RespError(str):
-    """An error reply (its text, without the '-')."""
-
-
-class Incomplete(Exception):
-    pass
-
-
-def enc(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a.encode() if isinstance(a, str) else a
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-def parse_reply(buf, pos):
-    nl = buf.find(b"\r\n", pos)
-    if nl < 0:
-        raise Incomplete()
-    t = buf[pos:pos + 1]
-    line = bytes(buf[pos + 1:nl])
-    pos = nl + 2
-    if t == b"+":
-        return line.decode(), pos
-    if t == b"-":
-        return RespError(line.decode(errors="replace")), pos
-    if t == b":":
-        return int(line), pos
-    if t == b"$":
-        n = int(line)
-        if n < 0:
-            return None, pos
-        if len(buf) < pos + n + 2:
-            raise Incomplete()
-        return bytes(buf[pos:pos + n]), pos + n + 2
-    if t == b"*":
-        n = int(line)
-        if n < 0:
-            return None, pos
-        items = []
-        for _ in range(n):
-            v, pos = parse_reply(buf, pos)
-            items.append(v)
-        return items, pos
-    raise Failure("unparseable reply byte %r" % t)
-
-
-class Conn:
-    def __init__(self, path, timeout=IO_TIMEOUT):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(timeout)
-        try:
-            self.s.connect(path)
-        except OSError:
-            self.s.close()
-            raise
-        self.buf = bytearray()
-
-    def cmd(self, *args):
-        self.s.sendall(enc(*args))
-        while True:
-            try:
-                v, pos = parse_reply(self.buf, 0)
-                del self.buf[:pos]
-                return v
-            except Incomplete:
-                data = self.s.recv(1 << 16)
-                if not data:
-                    raise ConnectionError("connection closed while waiting for a reply")
-                self.buf += data
-
-    def close(self):
-        self.s.close()
-
-
-def one_cmd(sock, *args):
-    c = Conn(sock)
-    try:
-        return c.cmd(*args)
-    finally:
-        c.close()
-
-
-def decode(v):
-    return v.decode() if isinstance(v, bytes) else v
+    return H.wait_for(pred, what, deadline)
 
 
 # --------------------------------------------------------------------------------------
@@ -279,19 +73,8 @@ def node_value(addr, **kw):
 
 def place(nodes):
     """Answers for KEYS on the ring of nodes ({id: value dict}), from ringctl place."""
-    argv = [RINGCTL, "place"]
-    for nid in sorted(nodes):
-        v = nodes[nid]
-        spec = "%s,id=%s,weight=%d" % (v["address"], nid, v.get("weight", 1))
-        if not v.get("enabled", True):
-            spec += ",disabled"
-        argv += ["--node", spec]
-    r = subprocess.run(argv, input="\n".join(KEYS) + "\n", capture_output=True, text=True,
-                       timeout=30)
-    check_eq(r.returncode, 0, "ringctl place exit code (stderr %r)" % r.stderr)
-    out = tuple(line.split()[0] for line in r.stdout.splitlines())
-    check_eq(len(out), len(KEYS), "ringctl place answers")
-    return out
+    ring = [dict(nodes[nid], id=nid) for nid in sorted(nodes)]
+    return tuple(a.decode() for a in H.place(RINGCTL, ring, [k.encode() for k in KEYS]))
 
 
 def kv_listing(nodes, index=100):
@@ -305,74 +88,16 @@ def kv_listing(nodes, index=100):
 
 
 # --------------------------------------------------------------------------------------
-# Logs
-
-LOG_FIELD = re.compile(r'([a-z_]+)=("(?:[^"\\]|\\.)*"|\S*)')
-
-
-def parse_log_line(line):
-    out = {}
-    for k, v in LOG_FIELD.findall(line):
-        if v.startswith('"'):
-            try:
-                v = json.loads(v)
-            except ValueError:
-                v = v[1:-1]
-        out[k] = v
-    return out
-
-
-# --------------------------------------------------------------------------------------
 # HTTP to Consul (no proxies; HTTPS with our CA and client certificate)
 
 def http(url, method="GET", data=None, token=None, ctx=None, timeout=10):
     """(status, body bytes, headers); (0, error text, None) when nothing answered."""
-    handlers = [NO_PROXY]
-    if ctx is not None:
-        handlers.append(urllib.request.HTTPSHandler(context=ctx))
-    opener = urllib.request.build_opener(*handlers)
     if data is not None and not isinstance(data, bytes):
         data = (data if isinstance(data, str) else json.dumps(data)).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    if token:
-        req.add_header("X-Consul-Token", token)
     try:
-        with opener.open(req, timeout=timeout) as r:
-            return r.status, r.read(), r.headers
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), e.headers
+        return H.http_request(url, method, data, token, ctx, timeout)
     except (OSError, ValueError) as e:
         return 0, str(e).encode(), None
-
-
-def consul_binary():
-    if os.environ.get("CONSUL_BIN"):
-        return os.environ["CONSUL_BIN"]
-    deps = os.environ.get("RS_DEPS_DIR") or os.path.join(SRC, ".deps")
-    return os.path.join(deps, "consul", "usr", "bin", "consul")
-
-
-def port_free_on(host, port):
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                return False
-    return True
-
-
-def free_port(hosts, taken):
-    """A port free for TCP and UDP (Serf uses both) on every host, not in taken."""
-    for _ in range(500):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind((hosts[0], 0))
-            port = t.getsockname()[1]
-        if port in taken or not all(port_free_on(h, port) for h in hosts):
-            continue
-        taken.add(port)
-        return port
-    raise Failure("no port free on %s" % ", ".join(hosts))
 
 
 class Agent:
@@ -402,11 +127,7 @@ class Agent:
         self.proc.wait()
 
     def log_tail(self, n=1500):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
+        return H.file_tail(self.log_path, n)
 
     def check_running(self):
         if self.proc.poll() is not None:
@@ -452,7 +173,7 @@ def dev_agent(d, extra_hcl="", https=False, ctx=None):
     """A `consul agent -dev` on 127.0.0.1 with free ports and extra config; started."""
     for _ in range(3):
         taken = set()
-        ports = [free_port(["127.0.0.1"], taken) for _ in range(4)]
+        ports = [free_port(taken) for _ in range(4)]
         conf = os.path.join(d, "agent.hcl")
         with open(conf, "w") as f:
             f.write("disable_update_check = true\n" + extra_hcl)
@@ -504,7 +225,7 @@ class Sidecar:
         self.sock = self.cfg["listen"]["socket"]
         self.cfg_path = os.path.join(d, "%s.json" % name)
         self.log_path = os.path.join(d, "%s.log" % name)
-        self.env = clean_env(env)
+        self.env = H.clean_env(**(env or {}))
         self.proc = None
         os.makedirs(self.cfg["state_dir"], exist_ok=True)
         with open(self.cfg_path, "w") as f:
@@ -528,7 +249,7 @@ class Sidecar:
                                                                 self.log_text()[-2000:]))
             try:
                 return one_cmd(self.sock, "PING") == "PONG"
-            except OSError:
+            except (OSError, H.Closed):
                 return False
         wait_for(answers, "ringside to answer PING", START_DEADLINE)
         return self
@@ -545,7 +266,7 @@ class Sidecar:
     def events(self, name=None):
         out = []
         for line in self.log_text().splitlines():
-            e = parse_log_line(line)
+            e = H.parse_log_line(line)
             if name is None or e.get("event") == name:
                 out.append(e)
         return out
@@ -609,7 +330,7 @@ class Lookups(threading.Thread):
         self.errors = []
         self.count = 0
         self.halt = threading.Event()
-        SCENARIO_THREADS.append(self)
+        H.current().on_close(self.stop)
         self.start()
 
     def run(self):
@@ -628,7 +349,7 @@ class Lookups(threading.Thread):
                     else:
                         self.runs.append([t, 1])
                 self.count += 1
-            except OSError as e:
+            except (OSError, H.Closed) as e:
                 self.errors.append("MLOOKUP failed: %r" % e)
                 if conn is not None:
                     conn.close()
@@ -690,7 +411,7 @@ def start_cluster(d):
     is a leader and every server is healthy."""
     for _ in range(3):
         taken = set()
-        http_p, serf_lan, serf_wan, server = (free_port(HOSTS, taken) for _ in range(4))
+        http_p, serf_lan, serf_wan, server = (free_port(taken, HOSTS) for _ in range(4))
         conf = os.path.join(d, "cluster.hcl")
         with open(conf, "w") as f:
             f.write(CLUSTER_HCL)
@@ -1220,37 +941,12 @@ def main(argv):
         print("usage: test_consul_faults.py PATH/TO/ringside PATH/TO/ringctl", file=sys.stderr)
         return 2
     RINGSIDE, RINGCTL = os.path.abspath(argv[1]), os.path.abspath(argv[2])
-    atexit.register(cleanup_all)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    H.install_signal_handlers()
     if not os.access(consul_binary(), os.X_OK):
         print("FAIL: no consul at %s (scripts/install-deps.sh installs it)" % consul_binary())
         print("0 passed, 1 failed")
         return 1
-
-    only = set(filter(None, os.environ.get("RS_FAULTS_ONLY", "").split(",")))
-    passed = failed = 0
-    t_all = time.monotonic()
-    for name, fn in SCENARIOS:
-        if only and name not in only:
-            continue
-        t0 = time.monotonic()
-        try:
-            fn()
-            passed += 1
-            print("PASS %s (%.1fs)" % (name, time.monotonic() - t0))
-        except Exception as e:  # noqa: BLE001 - report every kind of failure per scenario
-            failed += 1
-            print("FAIL %s (%.1fs): %s" % (name, time.monotonic() - t0,
-                                          e if isinstance(e, Failure) else ""))
-            if not isinstance(e, Failure):
-                traceback.print_exc(file=sys.stdout)
-        finally:
-            cleanup_scenario()
-        sys.stdout.flush()
-    print("total %.1fs" % (time.monotonic() - t_all))
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return H.run_scenarios(SCENARIOS, "RS_FAULTS_ONLY", stop_deadline=STOP_DEADLINE)
 
 
 if __name__ == "__main__":

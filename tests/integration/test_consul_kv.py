@@ -28,13 +28,12 @@ import re
 import sys
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness as H  # noqa: E402 (re-executes under /usr/bin/python3 if needed)
+import harness as H  # noqa: E402
 from harness import Failure, check, check_eq  # noqa: E402
 
-import redis  # noqa: E402
+redis = H.require_redis()   # re-executes under /usr/bin/python3 if needed
 
 RINGSIDE = None
 RINGCTL = None
@@ -77,11 +76,7 @@ def place(nodes, keys, params=None):
                    hash_name=p.get("hash"), hash_tag=p.get("hash_tag"))
 
 
-def fp(nodes, params=None):
-    p = params or {}
-    return H.fingerprint(nodes, algorithm=p.get("algorithm", "ketama"),
-                         hash_name=p.get("hash", "fnv1a_64"), replicas=p.get("replicas", 2),
-                         hash_tag=p.get("hash_tag", ""))
+fp = H.config_fingerprint
 
 
 def start_ringside(sc, consul, ring_name, **kw):
@@ -762,31 +757,7 @@ def main(argv):
         return 1
     H.install_signal_handlers()
     RUN = H.Scope()
-    only = set(filter(None, os.environ.get("RS_CONSUL_KV_ONLY", "").split(",")))
-    passed = failed = 0
-    t_all = time.monotonic()
-    for name, fn in SCENARIOS:
-        if only and name not in only:
-            continue
-        t0 = time.monotonic()
-        sc = H.Scope()
-        try:
-            fn(sc)
-            passed += 1
-            print("PASS %s (%.1fs)" % (name, time.monotonic() - t0))
-        except Exception as e:  # noqa: BLE001 - report every kind of failure per scenario
-            failed += 1
-            print("FAIL %s (%.1fs): %s" % (name, time.monotonic() - t0,
-                                          e if isinstance(e, Failure) else ""))
-            if not isinstance(e, Failure):
-                traceback.print_exc(file=sys.stdout)
-        finally:
-            sc.close()
-        sys.stdout.flush()
-    RUN.close()
-    print("total %.1fs" % (time.monotonic() - t_all))
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return H.run_scenarios(SCENARIOS, "RS_CONSUL_KV_ONLY", pass_scope=True)
 
 
 if __name__ == "__main__":

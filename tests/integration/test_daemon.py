@@ -21,47 +21,30 @@ Environment: RS_KEEP_TMP=1 keeps the temp dirs, RS_DAEMON_ONLY=name[,name] runs 
 those scenarios, RS_BUILD_DIR locates tests/pipeline_client (else found next to ringside).
 """
 
-import os
-import sys
-
-try:
-    import redis
-except ImportError:
-    # CMake may pick a python3 without Debian's python3-redis: rerun under the system one.
-    _sys_py = "/usr/bin/python3"
-    if (not os.environ.get("RS_DAEMON_REEXEC") and os.access(_sys_py, os.X_OK)
-            and os.path.realpath(_sys_py) != os.path.realpath(sys.executable)):
-        os.environ["RS_DAEMON_REEXEC"] = "1"
-        os.execv(_sys_py, [_sys_py] + sys.argv)
-    print("FAIL: python3-redis is not importable (apt-get install python3-redis)")
-    print("0 passed, 1 failed")
-    sys.exit(1)
-
-import atexit
 import glob
 import hashlib
-import importlib.util
 import json
+import os
 import random
 import re
 import resource
 import selectors
-import shutil
 import signal
 import socket
 import stat
 import subprocess
-import tempfile
+import sys
 import time
-import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ORACLE_PATH = os.path.join(HERE, os.pardir, "oracle", "twemproxy_hashes.py")
-KEEP_TMP = os.environ.get("RS_KEEP_TMP") == "1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+from harness import (EVENT_DEADLINE, IO_TIMEOUT, STOP_DEADLINE, Conn,  # noqa: E402
+                     Failure, Incomplete, RespError, check, check_eq, enc, new_dir,
+                     parse_reply, short, spawn, wait_for)
+
+redis = H.require_redis()   # re-executes under /usr/bin/python3 if needed
+
 START_DEADLINE = 10.0   # seconds for a daemon to answer PING
-STOP_DEADLINE = 10.0    # seconds between SIGTERM and SIGKILL
-EVENT_DEADLINE = 10.0   # seconds for a log line, a push or a reload to show
-IO_TIMEOUT = 10.0       # seconds a socket read may block
 SEED = 20240611
 KV_LINE = re.compile(r'^ts=\S+ level=(debug|info|warn|error) event=[a-z_]+'
                      r'( [a-z_]+=("([^"\\]|\\.)*"|[^\s"]*))*$')
@@ -71,258 +54,13 @@ RINGCTL = None
 PIPELINE_CLIENT = None
 ORACLE = None
 
-ALL_PROCS = []          # every Popen this file started
-SCENARIO_PROCS = []     # those of the running scenario
-ALL_DIRS = []           # every temp dir this file made
-SCENARIO_DIRS = []
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Failure(what)
-
-
-def short(v, limit=300):
-    r = repr(v)
-    return r if len(r) <= limit else r[:limit] + "...(%d chars)" % len(r)
-
-
-def check_eq(got, want, what):
-    if got != want:
-        raise Failure("%s: expected %s, got %s" % (what, short(want), short(got)))
-
 
 # --------------------------------------------------------------------------------------
-# Processes and directories
-
-def stop_proc(p, sig=signal.SIGTERM, deadline=STOP_DEADLINE):
-    """Stop one process we started: sig, then SIGKILL after the deadline. Returns rc."""
-    if p.poll() is None:
-        try:
-            p.send_signal(sig)
-        except ProcessLookupError:
-            pass
-        try:
-            p.wait(deadline)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return p.returncode
-
-
-def cleanup_scenario():
-    while SCENARIO_PROCS:
-        stop_proc(SCENARIO_PROCS.pop())
-    while SCENARIO_DIRS:
-        d = SCENARIO_DIRS.pop()
-        if KEEP_TMP:
-            print("  kept %s" % d)
-        else:
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def cleanup_all():
-    for p in ALL_PROCS:
-        if p.poll() is None:
-            stop_proc(p, deadline=2.0)
-    if not KEEP_TMP:
-        for d in ALL_DIRS:
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def on_signal(signum, frame):
-    cleanup_all()
-    sys.exit(1)
-
-
-def new_dir():
-    d = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
-    ALL_DIRS.append(d)
-    SCENARIO_DIRS.append(d)
-    return d
-
-
-def spawn(argv, **kw):
-    p = subprocess.Popen(argv, **kw)
-    ALL_PROCS.append(p)
-    SCENARIO_PROCS.append(p)
-    return p
-
-
-def wait_for(pred, what, deadline=EVENT_DEADLINE):
-    """Poll pred() until it returns a true value (returned), or fail after deadline."""
-    end = time.monotonic() + deadline
-    delay = 0.002
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise Failure("timed out after %.0fs waiting for %s" % (deadline, what))
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-# --------------------------------------------------------------------------------------
-# RESP
-
-class RespError(str):
-    """An error reply (its text, without the '-')."""
-
-
-class Incomplete(Exception):
-    pass
-
-
-def enc(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        if isinstance(a, str):
-            a = a.encode()
-        elif isinstance(a, int):
-            a = b"%d" % a
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-def parse_reply(buf, pos):
-    """One reply from buf at pos: (value, new pos), or raise Incomplete. Status replies
-    are str, errors RespError, bulk strings bytes, nil None, arrays lists."""
-    nl = buf.find(b"\r\n", pos)
-    if nl < 0:
-        raise Incomplete()
-    t = buf[pos:pos + 1]
-    line = bytes(buf[pos + 1:nl])
-    pos = nl + 2
-    if t == b"+":
-        return line.decode(), pos
-    if t == b"-":
-        return RespError(line.decode(errors="replace")), pos
-    if t == b":":
-        return int(line), pos
-    if t == b"$":
-        n = int(line)
-        if n < 0:
-            return None, pos
-        if len(buf) < pos + n + 2:
-            raise Incomplete()
-        if buf[pos + n:pos + n + 2] != b"\r\n":
-            raise Failure("bad bulk terminator in reply")
-        return bytes(buf[pos:pos + n]), pos + n + 2
-    if t == b"*":
-        n = int(line)
-        if n < 0:
-            return None, pos
-        items = []
-        for _ in range(n):
-            v, pos = parse_reply(buf, pos)
-            items.append(v)
-        return items, pos
-    raise Failure("unparseable reply byte %r at %d" % (t, pos))
-
-
-class Conn:
-    """A raw client on the daemon's socket."""
-
-    def __init__(self, path, timeout=IO_TIMEOUT):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(timeout)
-        self.s.connect(path)
-        self.buf = bytearray()
-        self.pos = 0
-        self.eof = False
-
-    def send(self, data):
-        self.s.sendall(data)
-
-    def _fill(self):
-        try:
-            data = self.s.recv(1 << 16)
-        except ConnectionResetError:
-            data = b""
-        if not data:
-            self.eof = True
-            return False
-        if self.pos > (1 << 20):
-            del self.buf[:self.pos]
-            self.pos = 0
-        self.buf += data
-        return True
-
-    def try_reply(self):
-        try:
-            v, self.pos = parse_reply(self.buf, self.pos)
-            return True, v
-        except Incomplete:
-            return False, None
-
-    def reply(self):
-        while True:
-            ok, v = self.try_reply()
-            if ok:
-                return v
-            if not self._fill():
-                raise Failure("connection closed while waiting for a reply")
-
-    def replies(self, n):
-        return [self.reply() for _ in range(n)]
-
-    def cmd(self, *args):
-        self.send(enc(*args))
-        return self.reply()
-
-    def read_to_eof(self):
-        """Every reply until the daemon closes the connection; fails if it does not."""
-        out = []
-        while True:
-            ok, v = self.try_reply()
-            if ok:
-                out.append(v)
-                continue
-            try:
-                if not self._fill():
-                    break
-            except socket.timeout:
-                raise Failure("connection not closed; replies so far: %r" % out[:5])
-        rest = bytes(self.buf[self.pos:])
-        if rest:
-            raise Failure("partial reply before close: %r" % rest[:80])
-        return out
-
-    def available(self):
-        """Replies that have already arrived, without blocking."""
-        self.s.setblocking(False)
-        try:
-            while True:
-                try:
-                    data = self.s.recv(1 << 16)
-                except BlockingIOError:
-                    break
-                if not data:
-                    self.eof = True
-                    break
-                self.buf += data
-        finally:
-            self.s.settimeout(IO_TIMEOUT)
-        out = []
-        while True:
-            ok, v = self.try_reply()
-            if not ok:
-                return out
-            out.append(v)
-
-    def close(self):
-        self.s.close()
-
+# RESP (the client itself is harness.Conn)
 
 def pairs(flat):
-    """A flat field/value array as a dict with str keys."""
-    check(isinstance(flat, list) and len(flat) % 2 == 0, "not a field/value array: %r" % flat)
-    return {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+    """A flat field/value array as a dict with str keys (values as they came)."""
+    return H.pairs(flat, decode=False)
 
 
 def ring_info(sock):
@@ -395,66 +133,22 @@ def make_config(d, nodes, ring=None, listen=None, health=None, log=None, **top):
     return cfg
 
 
-class Daemon:
+class Daemon(H.Ringside):
+    """ringside on a static config in d, a process of the running scenario."""
+
+    start_deadline = START_DEADLINE
+
     def __init__(self, d, cfg):
-        self.dir = d
-        self.cfg_path = os.path.join(d, "ringside.json")
-        self.proc = None
-        self.starts = 0
-        self.log_path = None
-        self.write_config(cfg)
+        super().__init__(H.current(), RINGSIDE, cfg, d)
 
     def write_config(self, cfg):
-        """Atomically replace the config file (a SIGHUP never sees half a file)."""
-        self.cfg = cfg
-        text = cfg if isinstance(cfg, str) else json.dumps(cfg, indent=1)
+        super().write_config(cfg)
         if not isinstance(cfg, str):
-            self.sock = cfg["listen"]["socket"]
-            self.state_dir = cfg["state_dir"]
-            self.ring = cfg["ring"]["name"]
-        tmp = self.cfg_path + ".new"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.rename(tmp, self.cfg_path)
+            self.ring_name = cfg["ring"]["name"]
 
     @property
     def state_file(self):
-        return os.path.join(self.state_dir, self.ring + ".state.json")
-
-    def start(self, wait=True):
-        self.starts += 1
-        self.log_path = os.path.join(self.dir, "ringside.%d.log" % self.starts)
-        with open(self.log_path, "wb") as log:
-            self.proc = spawn([RINGSIDE, "--config", self.cfg_path], stdin=subprocess.DEVNULL,
-                              stdout=log, stderr=log)
-        if wait:
-            self.wait_ready()
-        return self
-
-    def wait_ready(self):
-        def ready():
-            if self.proc.poll() is not None:
-                raise Failure("ringside exited with %s before answering; log:\n%s"
-                              % (self.proc.returncode, self.log()[-2000:]))
-            try:
-                c = Conn(self.sock, timeout=2.0)
-            except OSError:
-                return False
-            try:
-                return c.cmd("PING") == "PONG"
-            except (OSError, Failure):
-                return False
-            finally:
-                c.close()
-        wait_for(ready, "ringside to answer PING on %s" % self.sock, START_DEADLINE)
-
-    def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def events(self, name):
-        pat = r'\bevent=%s(\s|$)|"event":\s*"%s"' % (name, name)
-        return [ln for ln in self.log().splitlines() if re.search(pat, ln)]
+        return os.path.join(self.state_dir, self.ring_name + ".state.json")
 
     def check_log_format(self):
         """Every line is one event: key=value pairs (ts, level, event first), or a JSON
@@ -475,8 +169,10 @@ class Daemon:
         return self.cfg.get("log", {}).get("format", "kv") if isinstance(self.cfg, dict) else "kv"
 
     def wait_event(self, name, count=1, pattern=None):
+        """Until count lines of event name (matching pattern) are in the log; the daemon
+        may be exiting (unlike harness.Ringside.wait_event)."""
         def seen():
-            lines = [ln for ln in self.events(name) if pattern is None or re.search(pattern, ln)]
+            lines = self.events(name, pattern)
             return lines if len(lines) >= count else None
         return wait_for(seen, "log event=%s%s (x%d)" % (name, " " + pattern if pattern else "",
                                                         count))
@@ -491,16 +187,6 @@ class Daemon:
         self.hup()
         wait_for(lambda: len(self.events("config_reloaded")) + len(self.events("config_rejected"))
                  > before, "the reload to be logged")
-
-    def stop(self, sig=signal.SIGTERM):
-        self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise Failure("ringside did not stop within %.0fs of %s" % (STOP_DEADLINE, sig))
-        return rc
 
     def wait_exit(self):
         try:
@@ -517,61 +203,14 @@ def start_daemon(nodes, **kw):
 # --------------------------------------------------------------------------------------
 # References, computed without the daemon
 
-def node_spec(n):
-    spec = "%s,id=%s" % (n["address"], n["id"])
-    if "weight" in n:
-        spec += ",weight=%d" % n["weight"]
-    if n.get("enabled", True) is False:
-        spec += ",disabled"
-    return spec
-
-
 def place(nodes, keys, algorithm=None, hash_name=None, hash_tag=None):
     """Addresses (bytes) ringctl place gives the keys, offline."""
-    argv = [RINGCTL, "place", "--hex"]
-    for n in nodes:
-        argv += ["--node", node_spec(n)]
-    if algorithm:
-        argv += ["--algorithm", algorithm]
-    if hash_name:
-        argv += ["--hash", hash_name]
-    if hash_tag:
-        argv += ["--hash-tag", hash_tag]
-    for k in keys:
-        check(len(k) > 0, "place: empty keys are not used")
-    data = "".join(k.hex() + "\n" for k in keys).encode()
-    r = subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=60)
-    if r.returncode != 0:
-        raise Failure("ringctl place failed (%d): %s" % (r.returncode, r.stderr.decode()))
-    lines = r.stdout.decode().splitlines()
-    check_eq(len(lines), len(keys), "ringctl place line count")
-    return [ln.split(" ")[0].encode() for ln in lines]
+    return H.place(RINGCTL, nodes, keys, algorithm, hash_name, hash_tag)
 
 
 def ring_orders(nodes, keys):
-    """For equal-weight ketama: each key's full ring order (addresses, distinct), as the
-    owner after removing the owners before it."""
-    cache = {}
-
-    def owners(ids):
-        if ids not in cache:
-            cache[ids] = place([n for n in nodes if n["id"] in ids], keys)
-        return cache[ids]
-
-    by_addr = {n["address"].encode(): n["id"] for n in nodes}
-    orders = []
-    for i in range(len(keys)):
-        left = frozenset(n["id"] for n in nodes)
-        order = []
-        while left:
-            a = owners(left)[i]
-            check(by_addr.get(a) in left,
-                  "ringctl place gave %r, not one of %s" % (a, sorted(left)))
-            order.append(a)
-            left = left - {by_addr[a]}
-        orders.append(order)
-    return orders
+    """For equal-weight ketama: each key's full ring order (addresses, distinct)."""
+    return H.ring_orders(RINGCTL, nodes, keys)
 
 
 def checksum_of(state):
@@ -1459,17 +1098,23 @@ def scenario_graceful_stop():
     want = place(nodes, keys)
     payload = b"".join(enc("LOOKUP", k) for k in keys)
 
-    # In flight: all 20000 requests read by the daemon (INFO counts them), their replies
-    # not yet read by the client. SIGTERM: no new clients, but every reply is delivered.
-    dm = start_daemon(nodes)
-    c = Conn(dm.sock)
-    check_eq(c.cmd("PING"), "PONG", "client connected")
-    c.send(payload)
-    probe = Conn(dm.sock)
-    wait_for(lambda: re.search(rb"cmd_lookup:20000\r\n", probe.cmd("INFO")),
-             "the daemon to read the whole pipeline")
-    probe.close()
-    os.remove(dm.state_file)    # written at start; the stop must write it again
+    def in_flight():
+        """A daemon and a client whose 20000 requests it has all read (INFO counts them),
+        their replies not yet read; the snapshot, written at start, removed (the stop
+        must write it again)."""
+        dm = start_daemon(nodes)
+        c = Conn(dm.sock)
+        check_eq(c.cmd("PING"), "PONG", "client connected")
+        c.send(payload)
+        probe = Conn(dm.sock)
+        wait_for(lambda: re.search(rb"cmd_lookup:20000\r\n", probe.cmd("INFO")),
+                 "the daemon to read the whole pipeline")
+        probe.close()
+        os.remove(dm.state_file)
+        return dm, c
+
+    # In flight: SIGTERM: no new clients, but every reply is delivered.
+    dm, c = in_flight()
     dm.proc.send_signal(signal.SIGTERM)
     wait_for(lambda: connect_refused(dm.sock), "new connections to be refused while stopping")
     got = c.replies(len(keys))
@@ -1496,15 +1141,7 @@ def scenario_graceful_stop():
 
     # A client that never reads cannot hold the stop up forever: after the stop deadline
     # it is cut off, and the daemon still exits 0 with its state written.
-    dm = start_daemon(nodes)
-    c = Conn(dm.sock)
-    check_eq(c.cmd("PING"), "PONG", "client connected")
-    c.send(payload)
-    probe = Conn(dm.sock)
-    wait_for(lambda: re.search(rb"cmd_lookup:20000\r\n", probe.cmd("INFO")),
-             "the daemon to read the whole pipeline")
-    probe.close()
-    os.remove(dm.state_file)
+    dm, c = in_flight()
     dm.proc.send_signal(signal.SIGTERM)
     check_eq(dm.wait_exit(), 0, "exit code with a client that never reads")
     check(dm.events("stop_deadline"), "stop_deadline logged")
@@ -1727,36 +1364,9 @@ def main(argv):
         return 2
     RINGSIDE, RINGCTL = os.path.abspath(argv[1]), os.path.abspath(argv[2])
     PIPELINE_CLIENT = find_pipeline_client()
-    spec = importlib.util.spec_from_file_location("twemproxy_hashes", ORACLE_PATH)
-    ORACLE = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ORACLE)
-    atexit.register(cleanup_all)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    only = set(filter(None, os.environ.get("RS_DAEMON_ONLY", "").split(",")))
-    passed = failed = 0
-    t_all = time.monotonic()
-    for name, fn in SCENARIOS:
-        if only and name not in only:
-            continue
-        t0 = time.monotonic()
-        try:
-            fn()
-            passed += 1
-            print("PASS %s (%.1fs)" % (name, time.monotonic() - t0))
-        except Exception as e:  # noqa: BLE001 - report every kind of failure per scenario
-            failed += 1
-            print("FAIL %s (%.1fs): %s" % (name, time.monotonic() - t0,
-                                          e if isinstance(e, Failure) else ""))
-            if not isinstance(e, Failure):
-                traceback.print_exc(file=sys.stdout)
-        finally:
-            cleanup_scenario()
-        sys.stdout.flush()
-    print("total %.1fs" % (time.monotonic() - t_all))
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    ORACLE = H.load_oracle()
+    H.install_signal_handlers()
+    return H.run_scenarios(SCENARIOS, "RS_DAEMON_ONLY", stop_deadline=STOP_DEADLINE)
 
 
 if __name__ == "__main__":

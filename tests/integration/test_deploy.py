@@ -38,68 +38,38 @@ RS_DEPLOY_ONLY=name[,name] runs only those checks.
 Ends with "N passed, M failed"; stops exactly the processes it started, by PID.
 """
 
-import atexit
 import base64
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 import urllib.error
-import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.normpath(os.path.join(HERE, os.pardir, os.pardir))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+from harness import Failure, Skip, check, check_eq  # noqa: E402
+
+TOP = H.TOP
 CONFIGS = os.path.join(TOP, "configs")
 CHART = os.path.join(TOP, "helm", "ringside")
-KEEP_TMP = os.environ.get("RS_KEEP_TMP") == "1"
 START_DEADLINE = 20.0   # seconds for Consul to elect itself, or ringside to converge
-STOP_DEADLINE = 10.0
 RUN_TIMEOUT = 30.0
 KV_PREFIX = "ringside/sessions"
 RINGSIDE_TOP_KEYS = {"ring", "listen", "http", "state_dir", "max_state_age", "membership",
                      "health", "log"}
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 RINGSIDE = None
 RINGCTL = None
 TMP = None
-PROCS = []
-
-
-class Failure(Exception):
-    pass
-
-
-class Skip(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Failure(what)
-
-
-def check_eq(got, want, what):
-    if got != want:
-        raise Failure("%s: expected %r, got %r" % (what, want, got))
-
-
-def clean_env():
-    """The environment without Consul's variables, so that nothing here talks to an agent
-    other than the one this test starts."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("CONSUL_")}
+RUN = None              # the Scope of the whole run: TMP and the Consul agent
 
 
 def run(argv, timeout=RUN_TIMEOUT, **kw):
     return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          stdin=subprocess.DEVNULL, timeout=timeout, env=clean_env(), **kw)
+                          stdin=subprocess.DEVNULL, timeout=timeout, env=H.clean_env(), **kw)
 
 
 def out_of(r):
@@ -110,52 +80,11 @@ def out_of(r):
 # Processes and files
 
 def start(argv, log_path, cwd=None, env=None):
-    log = open(log_path, "wb")
-    e = clean_env()
-    e.update(env or {})
-    p = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
-                         stderr=subprocess.STDOUT, start_new_session=True, env=e)
-    log.close()
-    PROCS.append(p)
-    return p
-
-
-def stop(p):
-    if p.poll() is None:
-        try:
-            os.kill(p.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            p.wait(STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            os.kill(p.pid, signal.SIGKILL)
-            p.wait()
-    if p in PROCS:
-        PROCS.remove(p)
-
-
-def cleanup():
-    for p in list(PROCS):
-        stop(p)
-    if TMP and os.path.isdir(TMP):
-        if KEEP_TMP:
-            print("kept %s" % TMP)
-        else:
-            shutil.rmtree(TMP, ignore_errors=True)
-
-
-def on_signal(signum, _frame):
-    cleanup()
-    os._exit(128 + signum)
-
-
-def tail(path, n=2000):
-    try:
-        with open(path, "rb") as f:
-            return f.read()[-n:].decode(errors="replace")
-    except OSError:
-        return ""
+    """A process of the running check, its output in log_path; env added to a clean one."""
+    with open(log_path, "wb") as log:
+        return H.spawn(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
+                       stderr=subprocess.STDOUT, start_new_session=True,
+                       env=H.clean_env(**(env or {})))
 
 
 def load_json(path):
@@ -180,31 +109,6 @@ def config_files():
             path = os.path.join(CONFIGS, name)
             out[classify(load_json(path))].append(path)
     return out
-
-
-def consul_binary():
-    if os.environ.get("CONSUL_BIN"):
-        return os.environ["CONSUL_BIN"]
-    deps = os.environ.get("RS_DEPS_DIR") or os.path.join(TOP, ".deps")
-    return os.path.join(deps, "consul", "usr", "bin", "consul")
-
-
-def free_port(taken):
-    """A loopback port free for TCP and UDP (Serf uses both), not in taken."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind(("127.0.0.1", 0))
-            port = t.getsockname()[1]
-        if port in taken:
-            continue
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        taken.add(port)
-        return port
-    raise Failure("no free loopback port")
 
 
 # --------------------------------------------------------------------------------------
@@ -234,58 +138,24 @@ def loopback_service(doc, closed_port):
     return json.loads(text)
 
 
-class Agent:
-    def __init__(self, services):
-        taken = set()
-        self.http = free_port(taken)
-        ports = [free_port(taken) for _ in range(3)]
-        closed = free_port(taken)
-        self.url = "http://127.0.0.1:%d" % self.http
-        self.dir = os.path.join(TMP, "consul")
-        os.makedirs(os.path.join(self.dir, "conf"))
-        with open(os.path.join(self.dir, "conf", "agent.json"), "w") as f:
+class Agent(H.Consul):
+    def __init__(self, scope, services):
+        d = os.path.join(TMP, "consul")
+        os.makedirs(os.path.join(d, "conf"))
+        closed = H.free_port()
+        with open(os.path.join(d, "conf", "agent.json"), "w") as f:
             json.dump({"enable_local_script_checks": True}, f)
         self.services = {}
         for path in services:
             doc = loopback_service(load_json(path), closed)
             self.services[doc["service"]["id"]] = (path, doc["service"])
-            with open(os.path.join(self.dir, "conf", os.path.basename(path)), "w") as f:
+            with open(os.path.join(d, "conf", os.path.basename(path)), "w") as f:
                 json.dump(doc, f)
-        self.log_path = os.path.join(self.dir, "consul.log")
-        argv = [consul_binary(), "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
-                "-http-port", str(self.http), "-dns-port", "-1", "-grpc-port", "-1",
-                "-serf-lan-port", str(ports[0]), "-serf-wan-port", str(ports[1]),
-                "-server-port", str(ports[2]), "-config-dir", os.path.join(self.dir, "conf"),
-                "-log-level", "warn"]
-        self.proc = start(argv, self.log_path, cwd=self.dir)
+        super().__init__(scope, d, config_dir=os.path.join(d, "conf"))
 
     def get(self, path):
-        try:
-            with OPENER.open(self.url + path, timeout=5) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-
-    def wait_ready(self):
-        end = time.monotonic() + START_DEADLINE
-        delay = 0.02
-        while True:
-            if self.proc.poll() is not None:
-                raise Failure("consul exited with %s:\n%s" % (self.proc.returncode,
-                                                              tail(self.log_path)))
-            try:
-                st, body = self.get("/v1/status/leader")
-                if st == 200 and json.loads(body or b'""'):
-                    st, _ = self.get("/v1/kv/readiness-probe")
-                    if st == 404:
-                        return
-            except (OSError, ValueError):
-                pass
-            if time.monotonic() > end:
-                raise Failure("consul not ready within %.0fs:\n%s"
-                              % (START_DEADLINE, tail(self.log_path)))
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
+        st, body, _ = self.request("GET", path, timeout=5)
+        return st, body
 
 
 AGENT = None
@@ -300,8 +170,8 @@ def agent():
         raise Failure("the Consul agent did not start: %s" % AGENT_ERROR)
     if AGENT is None:
         try:
-            AGENT = Agent(config_files()["service"])
-            AGENT.wait_ready()
+            AGENT = Agent(RUN, config_files()["service"])
+            AGENT.start(deadline=START_DEADLINE)
         except Exception as e:  # noqa: BLE001
             AGENT_ERROR = str(e) or type(e).__name__
             raise
@@ -309,68 +179,10 @@ def agent():
 
 
 # --------------------------------------------------------------------------------------
-# A small RESP client for ringside's socket
+# ringside's socket (harness.Conn, replies as text)
 
-def resp_encode(args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-class RespError(Exception):
-    pass
-
-
-class Resp:
-    def __init__(self, path):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(10)
-        self.s.connect(path)
-        self.buf = b""
-
-    def close(self):
-        self.s.close()
-
-    def _line(self):
-        while b"\r\n" not in self.buf:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise Failure("ringside closed the connection")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def _exact(self, n):
-        while len(self.buf) < n + 2:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise Failure("ringside closed the connection")
-            self.buf += chunk
-        data, self.buf = self.buf[:n], self.buf[n + 2:]
-        return data
-
-    def _reply(self):
-        line = self._line()
-        t, rest = line[:1], line[1:]
-        if t == b"+":
-            return rest.decode()
-        if t == b"-":
-            return RespError(rest.decode())
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            return None if n < 0 else self._exact(n).decode(errors="replace")
-        if t == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._reply() for _ in range(n)]
-        raise Failure("unexpected RESP line %r" % line)
-
-    def call(self, *args):
-        self.s.sendall(resp_encode(args))
-        return self._reply()
+def call(c, *args):
+    return H.text(c.cmd(*args))
 
 
 def flat_to_dict(arr):
@@ -405,7 +217,7 @@ def t_consul_validate():
         json.dump({"data_dir": os.path.join(d, "data")}, f)
     for p in services:
         shutil.copy(p, d)
-    r = run([consul_binary(), "validate", d])
+    r = run([H.consul_binary(), "validate", d])
     check(r.returncode == 0 and "valid" in out_of(r),
           "consul validate failed (%d): %s" % (r.returncode, out_of(r)))
     # The same dir with one check's interval broken must fail: validate reads the services.
@@ -415,7 +227,7 @@ def t_consul_validate():
     checks[0]["interval"] = "5 parsecs"
     with open(bad, "w") as f:
         json.dump(doc, f)
-    r = run([consul_binary(), "validate", d])
+    r = run([H.consul_binary(), "validate", d])
     check(r.returncode != 0 and "interval" in out_of(r),
           "consul validate accepted a broken check interval (%d): %s"
           % (r.returncode, out_of(r)))
@@ -446,7 +258,7 @@ def t_services_register():
     for sid, (path, svc) in a.services.items():
         name = os.path.basename(path)
         check(sid in registered, "%s: service %s not registered (agent log: %s)"
-              % (name, sid, tail(a.log_path, 800)))
+              % (name, sid, H.file_tail(a.log_path, 800)))
         got = registered[sid]
         check_eq(got["Service"], svc["name"], "%s: service name" % name)
         meta = got.get("Meta") or {}
@@ -480,9 +292,9 @@ def seeded_agent():
              if k.startswith(KV_PREFIX + "/nodes/")}
     check_eq(len(nodes), 3, "nodes in the seed")
     a = agent()
-    r = run([consul_binary(), "kv", "import", "-http-addr=" + a.url, "@" + seed_path])
+    r = run([H.consul_binary(), "kv", "import", "-http-addr=" + a.url, "@" + seed_path])
     check(r.returncode == 0, "consul kv import (%d): %s" % (r.returncode, out_of(r)))
-    r = run([consul_binary(), "kv", "export", "-http-addr=" + a.url, KV_PREFIX + "/"])
+    r = run([H.consul_binary(), "kv", "export", "-http-addr=" + a.url, KV_PREFIX + "/"])
     check(r.returncode == 0, "consul kv export (%d): %s" % (r.returncode, out_of(r)))
     exported = {e["key"]: json.loads(base64.b64decode(e["value"])) for e in json.loads(r.stdout)}
     check_eq(exported, seed, "the KV after import")
@@ -498,26 +310,27 @@ def wanted_rows(nodes):
 
 def wait_nodes(p, sock, log_path, want):
     """A connection to ringside once its NODES equal want."""
-    end = time.monotonic() + START_DEADLINE
-    got, c = None, None
-    while True:
-        check(p.poll() is None, "ringside exited with %s:\n%s" % (p.returncode, tail(log_path)))
+    state = {"got": None, "c": None}
+
+    def matched():
+        check(p.poll() is None, "ringside exited with %s:\n%s"
+              % (p.returncode, H.file_tail(log_path)))
         try:
-            if c is None:
-                c = Resp(sock)
-            reply = c.call("NODES")
+            if state["c"] is None:
+                state["c"] = H.Conn(sock)
+            reply = call(state["c"], "NODES")
             if isinstance(reply, list):
-                got = node_rows(reply)
-                if got == want:
-                    return c
+                state["got"] = node_rows(reply)
+                return state["got"] == want and state["c"]
         except OSError:
-            if c is not None:
-                c.close()
-            c = None
-        if time.monotonic() > end:
-            raise Failure("NODES never matched the seed within %.0fs: got %r, want %r\n%s"
-                          % (START_DEADLINE, got, want, tail(log_path)))
-        time.sleep(0.05)
+            if state["c"] is not None:
+                state["c"].close()
+            state["c"] = None
+        return None
+    try:
+        return H.wait_for(matched, "NODES to match the seed", START_DEADLINE)
+    except Failure as e:
+        raise Failure("%s: got %r, want %r\n%s" % (e, state["got"], want, H.file_tail(log_path)))
 
 
 def t_kv_seed_ring():
@@ -540,7 +353,7 @@ def t_kv_seed_ring():
     p = start([RINGSIDE, "--config", cfg_path], log_path, cwd=d)
     try:
         c = wait_nodes(p, sock, log_path, wanted_rows(nodes))
-        ring = flat_to_dict(c.call("RING"))
+        ring = flat_to_dict(call(c, "RING"))
         check_eq(ring.get("source"), "consul-kv", "RING source")
         for k in ("algorithm", "hash", "replicas"):
             if k in params:
@@ -549,27 +362,15 @@ def t_kv_seed_ring():
         keys = ["user:%d" % i for i in range(400)] + ["session:%x" % (i * 7919) for i in range(100)]
         got_addr = []
         for i in range(0, len(keys), 100):
-            rep = c.call("MLOOKUP", *keys[i:i + 100])
+            rep = call(c, "MLOOKUP", *keys[i:i + 100])
             check(isinstance(rep, list), "MLOOKUP: %r" % (rep,))
             got_addr += rep
         c.close()
 
-        argv = [RINGCTL, "place", "--algorithm", params.get("algorithm", "ketama"),
-                "--hash", params.get("hash", "fnv1a_64")]
-        if params.get("hash_tag"):
-            argv += ["--hash-tag", params["hash_tag"]]
-        for i, n in sorted(nodes.items()):
-            spec = "%s,id=%s,weight=%d" % (n["address"], i, n.get("weight", 1))
-            if n.get("zone"):
-                spec += ",zone=%s" % n["zone"]
-            if n.get("enabled", True) is False:
-                spec += ",disabled"
-            argv += ["--node", spec]
-        r = subprocess.run(argv, input=("\n".join(keys) + "\n").encode(), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, timeout=RUN_TIMEOUT)
-        check(r.returncode == 0, "ringctl place (%d): %s" % (r.returncode, out_of(r)))
-        placed = [ln.split(" ")[0] for ln in r.stdout.decode().splitlines()]
-        check_eq(len(placed), len(keys), "ringctl place lines")
+        placed = [x.decode() for x in H.place(
+            RINGCTL, [dict(n, id=i) for i, n in sorted(nodes.items())], [k.encode() for k in keys],
+            params.get("algorithm", "ketama"), params.get("hash", "fnv1a_64"),
+            params.get("hash_tag"))]
         diff = [(k, g, w) for k, g, w in zip(keys, got_addr, placed) if g != w]
         check(not diff, "%d of %d LOOKUPs differ from ringctl place, e.g. %r"
               % (len(diff), len(keys), diff[:3]))
@@ -577,7 +378,7 @@ def t_kv_seed_ring():
         check_eq(owners, len([n for n in nodes.values() if n.get("enabled", True)]),
                  "distinct owners among %d keys" % len(keys))
     finally:
-        stop(p)
+        H.stop_proc(p)
     return ("seed imported; NODES = seed's %d nodes, RING %s/%s/%d from the KV config, "
             "%d LOOKUPs = ringctl place" % (len(nodes), ring["algorithm"], ring["hash"],
                                             ring["replicas"], len(keys)))
@@ -618,10 +419,8 @@ def t_check_chart():
 def http_get(port, path):
     """(status, body) of GET http://127.0.0.1:port/path, or None if nothing listens."""
     try:
-        with OPENER.open("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+        st, body, _ = H.http_request("http://127.0.0.1:%d%s" % (port, path), timeout=5)
+        return st, body
     except urllib.error.URLError as e:
         if isinstance(e.reason, ConnectionRefusedError):
             return None
@@ -652,7 +451,7 @@ def t_chart_config_consul():
     cfg.setdefault("listen", {})["socket"] = os.path.join(d, "run", sock_name)
     cfg["state_dir"] = os.path.join(d, "state")
     http_on = cfg.get("http", {}).get("enabled", True)
-    port = free_port(set())
+    port = H.free_port()
     if http_on:
         cfg["http"]["address"] = "127.0.0.1:%d" % port
     with open(rendered, "w") as f:
@@ -675,7 +474,7 @@ def t_chart_config_consul():
             st = http_get(port, path)
             check(st is not None and st[0] == 200, "GET %s: %r" % (path, st and st[0]))
     finally:
-        stop(p)
+        H.stop_proc(p)
     return "NODES = the seed through CONSUL_HTTP_ADDR; /healthz, /readyz, /metrics answer 200"
 
 
@@ -810,7 +609,7 @@ CHECKS = [
 
 
 def main():
-    global RINGSIDE, RINGCTL, TMP
+    global RINGSIDE, RINGCTL, TMP, RUN
     if len(sys.argv) != 2:
         print("usage: test_deploy.py PATH/TO/ringside", file=sys.stderr)
         return 2
@@ -821,36 +620,11 @@ def main():
             print("FAIL: %s is not an executable" % prog)
             print("0 passed, 1 failed")
             return 1
-    atexit.register(cleanup)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    TMP = tempfile.mkdtemp(prefix="rs-deploy-")
+    H.install_signal_handlers(status=None)
     t0 = time.monotonic()
-    passed = failed = skipped = 0
-    only = set(filter(None, os.environ.get("RS_DEPLOY_ONLY", "").split(",")))
-    for name, fn in CHECKS:
-        if only and name not in only:
-            continue
-        t = time.monotonic()
-        try:
-            note = fn()
-            passed += 1
-            print("PASS: %s (%.1fs) %s" % (name, time.monotonic() - t, note or ""), flush=True)
-        except Skip as e:
-            skipped += 1
-            print("SKIP: %s: %s" % (name, e), flush=True)
-        except Failure as e:
-            failed += 1
-            print("FAIL: %s: %s" % (name, e), flush=True)
-        except Exception:  # noqa: BLE001 - a crash of the check is a failure, with its trace
-            failed += 1
-            print("FAIL: %s: %s" % (name, traceback.format_exc()), flush=True)
-    if AGENT is not None:
-        stop(AGENT.proc)
-    print("deploy checks took %.1fs" % (time.monotonic() - t0))
-    print("%d passed, %d failed%s" % (passed, failed,
-                                      ", %d skipped" % skipped if skipped else ""))
-    return 1 if failed else 0
+    RUN = H.Scope()
+    TMP = RUN.new_dir("rs-deploy", parent=None)
+    return H.run_scenarios(CHECKS, "RS_DEPLOY_ONLY", t_all=t0)
 
 
 if __name__ == "__main__":

@@ -16,36 +16,26 @@ processes it started (by PID: SIGTERM, then SIGKILL after a deadline).
 Environment: RS_KEEP_TMP=1 keeps the temp dirs; RS_HTTP_ONLY=name[,name] runs only those.
 """
 
-import os
-import sys
-
-try:
-    import redis
-except ImportError:
-    # CMake may pick a python3 without Debian's python3-redis: rerun under the system one.
-    _sys_py = "/usr/bin/python3"
-    if (not os.environ.get("RS_HTTP_REEXEC") and os.access(_sys_py, os.X_OK)
-            and os.path.realpath(_sys_py) != os.path.realpath(sys.executable)):
-        os.environ["RS_HTTP_REEXEC"] = "1"
-        os.execv(_sys_py, [_sys_py] + sys.argv)
-    print("FAIL: python3-redis is not importable (apt-get install python3-redis)")
-    print("0 passed, 1 failed")
-    sys.exit(1)
-
 import http.client
 import json
+import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import tempfile
+import sys
 import threading
 import time
-import traceback
 import urllib.parse
 
-KEEP_TMP = os.environ.get("RS_KEEP_TMP") == "1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+from harness import (Conn, Failure, RespError, check, check_eq, enc, free_port,  # noqa: E402
+                     new_dir, wait_for)
+
+redis = H.require_redis()   # re-executes under /usr/bin/python3 if needed
+
 DEADLINE = 10.0          # seconds for a start, a reload or a stop to show
 HEAD_TIMEOUT = 5.0       # the daemon's: a request head must be complete by then
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -55,43 +45,6 @@ CT_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 HOSTILE_ID = 'cache-"q\\x'  # a quote and a backslash: label escaping must hold
 
 RINGSIDE = None
-PROCS = []
-DIRS = []
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Failure(what)
-
-
-def check_eq(got, want, what):
-    if got != want:
-        raise Failure("%s: expected %r, got %r" % (what, want, got))
-
-
-def wait_for(pred, what, deadline=DEADLINE):
-    end = time.monotonic() + deadline
-    delay = 0.005
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise Failure("timed out after %.0fs waiting for %s" % (deadline, what))
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
-def free_port(family=socket.AF_INET, host="127.0.0.1"):
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # --------------------------------------------------------------------------------------
@@ -113,17 +66,12 @@ class Daemon:
 
     def write(self, cfg):
         self.cfg = cfg
-        tmp = self.cfg_path + ".new"
-        with open(tmp, "w") as f:
-            f.write(cfg if isinstance(cfg, str) else json.dumps(cfg, indent=1))
-        os.rename(tmp, self.cfg_path)
+        H.write_atomic(self.cfg_path, cfg if isinstance(cfg, str) else json.dumps(cfg, indent=1))
 
     def start(self, wait=True):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONSUL_")}
-        self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([RINGSIDE, "--config", self.cfg_path], stdout=self.logf,
-                                     stderr=subprocess.STDOUT, env=env)
-        PROCS.append(self.proc)
+        with open(self.log_path, "ab") as log:
+            self.proc = H.spawn([RINGSIDE, "--config", self.cfg_path], stdout=log,
+                                stderr=subprocess.STDOUT, env=H.clean_env())
         if wait:
             wait_for(lambda: self.proc.poll() is not None or self.pingable(), "ringside to start")
             check(self.proc.poll() is None, "ringside exited at start:\n" + self.log()[-2000:])
@@ -133,7 +81,7 @@ class Daemon:
 
     def pingable(self):
         try:
-            c = Resp(self.sock, timeout=1)
+            c = Conn(self.sock, timeout=1)
             try:
                 return c.cmd("PING") == "PONG"
             finally:
@@ -155,15 +103,7 @@ class Daemon:
         self.proc.send_signal(signal.SIGHUP)
 
     def stop(self, sig=signal.SIGTERM, deadline=DEADLINE):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(deadline)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise Failure("ringside did not stop within %.0fs of %s" % (deadline, sig))
-        return self.proc.returncode
+        return H.stop_expect(self.proc, sig, deadline)
 
     def conn(self, timeout=5):
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
@@ -219,89 +159,16 @@ NODES = [
 ]
 
 
-def new_dir():
-    d = tempfile.mkdtemp(prefix="rs-http-", dir="/tmp")
-    DIRS.append(d)
-    return d
-
-
 def start(**kw):
-    d = new_dir()
+    d = new_dir("rs-http")
     return Daemon(base_config(d, **kw), d).start()
 
 
 # --------------------------------------------------------------------------------------
-# Socket and HTTP clients
-
-class Resp:
-    """A raw RESP client on the daemon's socket (binary-safe, no pooling)."""
-
-    def __init__(self, path, timeout=10):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(timeout)
-        self.s.connect(path)
-        self.buf = b""
-
-    @staticmethod
-    def enc(*args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a.encode() if isinstance(a, str) else (b"%d" % a if isinstance(a, int) else a)
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        return b"".join(out)
-
-    def _line(self):
-        while b"\r\n" not in self.buf:
-            data = self.s.recv(65536)
-            if not data:
-                raise Failure("socket closed while waiting for a reply")
-            self.buf += data
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def _exact(self, n):
-        while len(self.buf) < n:
-            data = self.s.recv(65536)
-            if not data:
-                raise Failure("socket closed while waiting for a reply")
-            self.buf += data
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def reply(self):
-        line = self._line()
-        t, rest = line[:1], line[1:]
-        if t == b"+":
-            return rest.decode()
-        if t == b"-":
-            return RespError(rest.decode(errors="replace"))
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            return None if n < 0 else self._exact(n + 2)[:-2]
-        if t == b"*":
-            n = int(rest)
-            return None if n < 0 else [self.reply() for _ in range(n)]
-        raise Failure("unparseable reply %r" % line[:80])
-
-    def send(self, data):
-        self.s.sendall(data)
-
-    def cmd(self, *args):
-        self.send(self.enc(*args))
-        return self.reply()
-
-    def close(self):
-        self.s.close()
-
-
-class RespError(str):
-    pass
-
+# Socket and HTTP clients (RESP: harness.Conn)
 
 def pairs(flat):
-    return {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+    return H.pairs(flat, decode=False)
 
 
 def raw_http(port, data, host="127.0.0.1", timeout=8.0, family=socket.AF_INET, trickle=None):
@@ -332,6 +199,16 @@ def raw_http(port, data, host="127.0.0.1", timeout=8.0, family=socket.AF_INET, t
     finally:
         s.close()
     return parse_http(out)
+
+
+def recv_all(s):
+    """Everything s receives until the peer closes."""
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
 
 
 def parse_http(out):
@@ -455,7 +332,7 @@ def scenario_endpoints():
     keys = [b"user:42", b"a b", b"a+b", "\u00fc-\u043a\u043b\u044e\u0447".encode(),
             b"x/y?z=1&key=2", b"%41", b"", b"#frag", b"\xff\x00binary", b"k" * 100]
     keys += [b"key-%d" % i for i in range(150)]
-    c = Resp(dm.sock)
+    c = Conn(dm.sock)
     try:
         for k in keys:
             j = dm.get_json("/v1/lookup?key=" + urllib.parse.quote(k, safe=""))
@@ -549,8 +426,8 @@ def scenario_metrics():
 
     # N lookups move the lookup counter by exactly N; errors move the error counters.
     n = 1000
-    c = Resp(dm.sock)
-    c.send(b"".join(Resp.enc("LOOKUP", "k%d" % i) for i in range(n)))
+    c = Conn(dm.sock)
+    c.send(b"".join(enc("LOOKUP", "k%d" % i) for i in range(n)))
     replies = [c.reply() for _ in range(n)]
     check(all(isinstance(r, bytes) for r in replies), "pipelined lookups answered")
     m2 = parse_metrics(dm.metrics())
@@ -601,7 +478,7 @@ def scenario_ring_change():
     check_eq(metric(after, "ringside_nodes", state="enabled"), 5, "enabled nodes")
     check(("ringside_node_share", (("node", "cache-f"),)) in after, "the new node's share")
     check_eq(metric(after, "ringside_config_reloads_total", result="success"), 1, "reloads ok")
-    r = Resp(dm.sock)
+    r = Conn(dm.sock)
     check_eq(pairs(r.cmd("RING"))["epoch"], epoch + 1, "RING agrees")
     r.close()
     # A bad file: rejected, counted, the ring keeps serving.
@@ -616,7 +493,7 @@ def scenario_ring_change():
 
 
 def scenario_not_ready_consul():
-    d = new_dir()
+    d = new_dir("rs-http")
     # Bound but not listening: connections are refused (Consul unreachable), and no other
     # port pick can land on it meanwhile.
     reserved = socket.socket()
@@ -745,7 +622,7 @@ def scenario_slowloris():
     # One that keeps trickling: the deadline is for the whole head, not per byte.
     trickler = socket.create_connection(("127.0.0.1", p), timeout=10)
     trickler.sendall(b"GET /metrics HTTP/1.1\r\n")
-    c = Resp(dm.sock)
+    c = Conn(dm.sock)
     worst_http = worst_sock = 0.0
     i = 0
     while time.monotonic() - t0 < HEAD_TIMEOUT - 0.5:
@@ -797,16 +674,16 @@ def scenario_concurrent_scrapes():
     stop = threading.Event()
     result = {"batches": 0, "error": None}
     want = {}
-    c0 = Resp(dm.sock)
+    c0 = Conn(dm.sock)
     keys = ["pk%d" % i for i in range(500)]
     for k in keys:
         want[k] = c0.cmd("LOOKUP", k)
     c0.close()
-    batch = b"".join(Resp.enc("LOOKUP", k) for k in keys)
+    batch = b"".join(enc("LOOKUP", k) for k in keys)
 
     def pipeline():
         try:
-            c = Resp(dm.sock)
+            c = Conn(dm.sock)
             while not stop.is_set() or result["batches"] == 0:
                 c.send(batch)
                 got = [c.reply() for _ in keys]
@@ -825,12 +702,7 @@ def scenario_concurrent_scrapes():
             for s in socks:
                 s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             for n, s in enumerate(socks):
-                data = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
+                data = recv_all(s)
                 s.close()
                 st, hd, body = parse_http(data)
                 check_eq(st, 200, "scrape %d of round %d" % (n, rnd))
@@ -854,7 +726,7 @@ def scenario_concurrent_scrapes():
 
 
 def scenario_disabled():
-    d = new_dir()
+    d = new_dir("rs-http")
     port = free_port()
     cfg = base_config(d, http_port=port)
     cfg["http"]["enabled"] = False
@@ -879,7 +751,7 @@ def scenario_port_in_use():
     holder.listen(1)
     port = holder.getsockname()[1]
     try:
-        d = new_dir()
+        d = new_dir("rs-http")
         dm = Daemon(base_config(d, http_port=port), d).start(wait=False)
         try:
             rc = dm.proc.wait(DEADLINE)
@@ -896,12 +768,12 @@ def scenario_port_in_use():
 
 def scenario_ipv6():
     try:
-        port = free_port(socket.AF_INET6, "::1")
+        port = free_port(hosts=("::1",))
     except OSError:
         print("  (no IPv6 loopback here: only the IPv4 forms are checked)")
         port = None
     if port is not None:
-        d = new_dir()
+        d = new_dir("rs-http")
         cfg = base_config(d)
         cfg["http"]["address"] = "[::1]:%d" % port
         dm = Daemon(cfg, d).start()
@@ -911,7 +783,7 @@ def scenario_ipv6():
         check("address=[::1]:%d" % port in dm.log(), "bound address logged")
         check_eq(dm.stop(), 0, "exit code")
     # localhost is accepted as 127.0.0.1.
-    d = new_dir()
+    d = new_dir("rs-http")
     port = free_port()
     cfg = base_config(d)
     cfg["http"]["address"] = "localhost:%d" % port
@@ -933,12 +805,7 @@ def scenario_stop_with_clients():
     t = time.monotonic()
     check_eq(dm.stop(deadline=5), 0, "exit code with HTTP clients open")
     check(time.monotonic() - t < 3.0, "stopped in %.1fs" % (time.monotonic() - t))
-    data = b""
-    while True:
-        chunk = asker.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = recv_all(asker)
     check(data.startswith(b"HTTP/1.1 200 "), "the asked response was delivered")
     for s in idle + [asker]:
         s.close()
@@ -960,18 +827,12 @@ SCENARIOS = [
 ]
 
 
-def cleanup():
-    for p in PROCS:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    PROCS.clear()
-    while DIRS:
-        d = DIRS.pop()
-        if KEEP_TMP:
-            print("  kept %s" % d)
-        else:
-            shutil.rmtree(d, ignore_errors=True)
+def print_logs(scope):
+    for d in scope.dirs:
+        lp = os.path.join(d, "ringside.log")
+        if os.path.exists(lp):
+            tail = H.file_tail(lp, 1500)
+            print("  log %s:\n    %s" % (lp, tail.replace("\n", "\n    ")))
 
 
 def main(argv):
@@ -980,35 +841,9 @@ def main(argv):
         print("usage: test_http.py PATH/TO/ringside", file=sys.stderr)
         return 2
     RINGSIDE = os.path.abspath(argv[1])
-    only = set(filter(None, os.environ.get("RS_HTTP_ONLY", "").split(",")))
-    signal.signal(signal.SIGTERM, lambda *a: (cleanup(), sys.exit(1)))
-    passed = failed = 0
-    t_all = time.monotonic()
-    for name, fn in SCENARIOS:
-        if only and name not in only:
-            continue
-        t = time.monotonic()
-        try:
-            fn()
-            passed += 1
-            print("PASS %s (%.1fs)" % (name, time.monotonic() - t))
-        except Exception as e:
-            failed += 1
-            print("FAIL %s: %s" % (name, e))
-            if not isinstance(e, Failure):
-                traceback.print_exc()
-            for d in DIRS:
-                lp = os.path.join(d, "ringside.log")
-                if os.path.exists(lp):
-                    with open(lp, "rb") as f:
-                        tail = f.read()[-1500:].decode(errors="replace")
-                    print("  log %s:\n    %s" % (lp, tail.replace("\n", "\n    ")))
-        finally:
-            cleanup()
-        sys.stdout.flush()
-    print("total %.1fs" % (time.monotonic() - t_all))
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    H.install_signal_handlers()
+    return H.run_scenarios(SCENARIOS, "RS_HTTP_ONLY", on_failure=print_logs,
+                           stop_sig=signal.SIGKILL)
 
 
 if __name__ == "__main__":

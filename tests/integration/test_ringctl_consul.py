@@ -9,9 +9,9 @@ Starts one `consul agent -dev` (ACLs on, default deny, a master token) on loopba
 picked by binding port 0, waits until it answers (deadline, no fixed sleeps), and gives
 each scenario its own KV prefix. Expected values never come from ringctl: the KV is read
 back with urllib, and fingerprints are recomputed here from the KV content with the ring's
-canonical text (common/ring.c, compute_fingerprint). Concurrent edits are made while
-ringctl sits in its test-only pause (RINGCTL_TEST_PAUSE_BEFORE_WRITE), after it has read
-the key: Consul must then refuse its check-and-set write.
+canonical text (harness.fingerprint, as common/ring.c's compute_fingerprint). Concurrent
+edits are made while ringctl sits in its test-only pause (RINGCTL_TEST_PAUSE_BEFORE_WRITE),
+after it has read the key: Consul must then refuse its check-and-set write.
 
 Environment: RS_DEPS_DIR (default: .deps next to the source tree) holds
 consul/usr/bin/consul; CONSUL_BIN overrides it. RS_KEEP_TMP=1 keeps the temp dir,
@@ -19,26 +19,20 @@ RS_CONSUL_ONLY=name[,name] runs only those scenarios. Prints PASS/FAIL per scena
 "N passed, M failed"; stops exactly the agent it started, by PID.
 """
 
-import atexit
 import base64
-import hashlib
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
-import urllib.error
-import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-KEEP_TMP = os.environ.get("RS_KEEP_TMP") == "1"
-START_DEADLINE = 30.0   # seconds for the agent to elect itself and accept the master token
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+from harness import Failure, check, check_eq, check_in  # noqa: E402
+
 RUN_TIMEOUT = 30.0      # seconds one ringctl run may take
 PAUSE_MS = 1000         # ringctl's pause between read and write in the conflict scenarios
 MASTER = "7e1c4b1a-3f0e-4d6b-9a51-5a0000000001"
@@ -47,125 +41,23 @@ BAD_TOKEN = "00000000-0000-4000-8000-000000000bad"
 RINGCTL = None
 CONSUL = None           # the Agent
 TMP = None
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Failure(what)
-
-
-def check_eq(got, want, what):
-    if got != want:
-        raise Failure("%s: expected %r, got %r" % (what, want, got))
-
-
-def check_in(needle, hay, what):
-    if needle not in hay:
-        raise Failure("%s: expected %r in %r" % (what, needle, hay))
 
 
 # --------------------------------------------------------------------------------------
 # The Consul agent
 
-def free_port(taken):
-    """A loopback port free for TCP and UDP (Serf uses both), not in taken."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind(("127.0.0.1", 0))
-            port = t.getsockname()[1]
-            if port in taken:
-                continue
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                    u.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            taken.add(port)
-            return port
-    raise Failure("no free loopback port")
+class Agent(H.Consul):
+    """The run's `consul agent -dev`: ACLs on, default deny; every request made with the
+    master token unless it names another (ACL bootstrap is async: ready once the master
+    token reads KV)."""
 
-
-def consul_binary():
-    if os.environ.get("CONSUL_BIN"):
-        return os.environ["CONSUL_BIN"]
-    deps = os.environ.get("RS_DEPS_DIR") or os.path.join(HERE, os.pardir, os.pardir, ".deps")
-    return os.path.join(deps, "consul", "usr", "bin", "consul")
-
-
-class Agent:
-    def __init__(self, workdir):
-        taken = set()
-        self.http = free_port(taken)
-        ports = [free_port(taken) for _ in range(3)]
-        self.url = "http://127.0.0.1:%d" % self.http
+    def __init__(self, scope, workdir):
         conf = os.path.join(workdir, "acl.hcl")
         with open(conf, "w") as f:
             f.write('acl {\n  enabled = true\n  default_policy = "deny"\n'
                     '  enable_token_persistence = false\n'
                     '  tokens { master = "%s" }\n}\n' % MASTER)
-        self.log_path = os.path.join(workdir, "consul.log")
-        self.log = open(self.log_path, "wb")
-        argv = [consul_binary(), "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
-                "-http-port", str(self.http), "-dns-port", "-1", "-grpc-port", "-1",
-                "-serf-lan-port", str(ports[0]), "-serf-wan-port", str(ports[1]),
-                "-server-port", str(ports[2]), "-config-file", conf, "-log-level", "warn"]
-        self.proc = subprocess.Popen(argv, cwd=workdir, stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    def log_tail(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-2000:].decode(errors="replace")
-        except OSError:
-            return ""
-
-    def wait_ready(self):
-        """Until there is a leader and the master token works (ACL bootstrap is async)."""
-        end = time.monotonic() + START_DEADLINE
-        delay = 0.02
-        while True:
-            if self.proc.poll() is not None:
-                raise Failure("consul exited with %s:\n%s" % (self.proc.returncode,
-                                                              self.log_tail()))
-            try:
-                st, body, _ = self.request("GET", "/v1/status/leader", token=None)
-                if st == 200 and json.loads(body or b'""'):
-                    st, _, _ = self.request("GET", "/v1/kv/readiness-probe")
-                    if st == 404:
-                        return
-            except (OSError, ValueError):
-                pass
-            if time.monotonic() > end:
-                raise Failure("consul did not become ready within %.0fs:\n%s"
-                              % (START_DEADLINE, self.log_tail()))
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-    def request(self, method, path, data=None, token=MASTER):
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        if token:
-            req.add_header("X-Consul-Token", token)
-        try:
-            with OPENER.open(req, timeout=10) as r:
-                return r.status, r.read(), r.headers
-        except urllib.error.HTTPError as e:
-            return e.code, e.read(), e.headers
+        super().__init__(scope, workdir, config_file=conf, token=MASTER)
 
     # KV, always read with the master token and never through ringctl.
     def get(self, key):
@@ -214,10 +106,7 @@ class Agent:
 # Running ringctl
 
 def base_env(token=True):
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("CONSUL_") or k.startswith("RINGSIDE_")
-                   or k.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"))}
-    env["CONSUL_HTTP_ADDR"] = CONSUL.url
+    env = H.clean_env(CONSUL_HTTP_ADDR=CONSUL.url)
     if token:
         env["CONSUL_HTTP_TOKEN_FILE"] = os.path.join(TMP, "master.token")
     return env
@@ -250,17 +139,8 @@ def fails(args, want_rc, want_text, **kw):
 
 
 def fingerprint(params, nodes):
-    """The ring's fingerprint, recomputed from KV content: SHA-256 of the canonical text
-    (parameters line, then one line per node ordered by id length, then bytes), first 8
-    bytes in hex — as common/ring.c's compute_fingerprint."""
-    text = "ringside-ring-v1 algorithm=%s hash=%s replicas=%d tag=%s\n" % (
-        params.get("algorithm", "ketama"), params.get("hash", "fnv1a_64"),
-        params.get("replicas", 2), params.get("hash_tag", ""))
-    for nid in sorted(nodes, key=lambda i: (len(i.encode()), i.encode())):
-        n = nodes[nid]
-        text += "%s %s %d %s %d\n" % (nid, n["address"], n.get("weight", 1), n.get("zone", ""),
-                                      1 if n.get("enabled", True) else 0)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """The ring's fingerprint, recomputed from KV content (config, {id: node})."""
+    return H.config_fingerprint(nodes, params)
 
 
 def kv_state(prefix):
@@ -301,9 +181,7 @@ nothing on stdout: only confirm describes the ring before writing)."""
         CONSUL.put(key, concurrent_value)
         out, err = p.communicate(timeout=RUN_TIMEOUT)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        H.stop_proc(p, signal.SIGKILL)
     check_eq(p.returncode, 1, "exit code of ringctl %s under a concurrent edit" % " ".join(args))
     check_in(want_text, err.decode(), "conflict message")
     check_in("nothing was written", err.decode(), "conflict message")
@@ -646,65 +524,31 @@ SCENARIOS = [
 ]
 
 
-def cleanup():
-    if CONSUL is not None:
-        CONSUL.stop()
-    if TMP is not None and not KEEP_TMP:
-        shutil.rmtree(TMP, ignore_errors=True)
-
-
-def on_signal(signum, frame):
-    sys.exit(1)   # atexit runs cleanup
-
-
 def main(argv):
     global RINGCTL, CONSUL, TMP
     if len(argv) != 2:
         print("usage: test_ringctl_consul.py PATH/TO/ringctl", file=sys.stderr)
         return 2
     RINGCTL = os.path.abspath(argv[1])
-    atexit.register(cleanup)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    H.install_signal_handlers()
     t_all = time.monotonic()
-    TMP = tempfile.mkdtemp(prefix="rs-ringctl-consul-", dir="/tmp")
+    run = H.Scope()
+    TMP = run.new_dir("rs-ringctl-consul")
     with open(os.path.join(TMP, "master.token"), "w") as f:
         f.write(MASTER + "\n")
-    if not os.access(consul_binary(), os.X_OK):
-        print("FAIL setup: no consul at %s (run scripts/install-deps.sh)" % consul_binary())
+    if not os.access(H.consul_binary(), os.X_OK):
+        print("FAIL setup: no consul at %s (run scripts/install-deps.sh)" % H.consul_binary())
         print("0 passed, 1 failed")
         return 1
     try:
-        CONSUL = Agent(TMP)
-        CONSUL.wait_ready()
+        CONSUL = Agent(run, TMP)
+        CONSUL.start()
     except Failure as e:
         print("FAIL setup: %s" % e)
         print("0 passed, 1 failed")
         return 1
     print("consul %s ready in %.1fs" % (CONSUL.url, time.monotonic() - t_all))
-
-    only = set(filter(None, os.environ.get("RS_CONSUL_ONLY", "").split(",")))
-    passed = failed = 0
-    for name, fn in SCENARIOS:
-        if only and name not in only:
-            continue
-        t0 = time.monotonic()
-        try:
-            fn()
-            passed += 1
-            print("PASS %s (%.1fs)" % (name, time.monotonic() - t0))
-        except Exception as e:  # noqa: BLE001 - report every kind of failure per scenario
-            failed += 1
-            print("FAIL %s (%.1fs): %s" % (name, time.monotonic() - t0,
-                                          e if isinstance(e, Failure) else ""))
-            if not isinstance(e, Failure):
-                traceback.print_exc(file=sys.stdout)
-        sys.stdout.flush()
-    if KEEP_TMP:
-        print("kept %s" % TMP)
-    print("total %.1fs" % (time.monotonic() - t_all))
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return H.run_scenarios(SCENARIOS, "RS_CONSUL_ONLY", t_all=t_all)
 
 
 if __name__ == "__main__":

@@ -18,43 +18,27 @@ are wrong), but only ringctl vs nutcracker decides pass or fail.
 Environment: RS_TWEMPROXY_SEED (key generation seed), RS_KEEP_TMP=1 (keep the temp dir).
 """
 
-import os
-import sys
-
-try:
-    import redis
-except ImportError:
-    # CMake may pick a python3 (pyenv, venv) without Debian's python3-redis: rerun under
-    # the system interpreter, which has it when the package is installed.
-    _sys_py = "/usr/bin/python3"
-    if (not os.environ.get("RS_TWEMPROXY_REEXEC") and os.access(_sys_py, os.X_OK)
-            and os.path.realpath(_sys_py) != os.path.realpath(sys.executable)):
-        os.environ["RS_TWEMPROXY_REEXEC"] = "1"
-        os.execv(_sys_py, [_sys_py] + sys.argv)
-    print("FAIL: python3-redis is not importable (apt-get install python3-redis)")
-    print("0 passed, 1 failed")
-    sys.exit(1)
-
-import atexit
 import bisect
 import ctypes
 import hashlib
-import importlib.util
+import os
 import random
 import shutil
 import signal
 import socket
 import struct
 import subprocess
-import tempfile
+import sys
 import time
 from fractions import Fraction
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+
+redis = H.require_redis()   # re-executes under /usr/bin/python3 if needed
+
 M32 = 0xFFFFFFFF
-HERE = os.path.dirname(os.path.abspath(__file__))
-ORACLE_PATH = os.path.join(HERE, os.pardir, "oracle", "twemproxy_hashes.py")
 SEED = int(os.environ.get("RS_TWEMPROXY_SEED", "20240611"))
-KEEP_TMP = os.environ.get("RS_KEEP_TMP") == "1"
 
 NBACKENDS = 25                 # the n=25 pool needs 25 distinct backends
 HOSTS = ["127.0.0.1", "127.0.0.2", "127.0.0.10", "127.0.0.100"]  # identities of 3 lengths
@@ -92,10 +76,7 @@ def fnv1a_64(data):
 def load_oracle():
     """The stdlib oracle of all twelve hashes, if it is in the tree (model only)."""
     try:
-        spec = importlib.util.spec_from_file_location("twemproxy_hashes", ORACLE_PATH)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return dict(mod.HASHES)
+        return dict(H.load_oracle().HASHES)
     except Exception as e:  # the model is diagnostics; fnv1a_64 is ours anyway
         print(f"note: hash oracle not loaded ({e}); modelling fnv1a_64 pools only")
         return {}
@@ -299,45 +280,11 @@ def dedupe(keys):
 # --------------------------------------------------------------------------------------
 # Processes
 
-class Procs:
-    """The processes this test started; stop() ends exactly those, by PID."""
-
-    def __init__(self):
-        self.procs = []
-        self.tmp = None
-
-    def start(self, argv, log_path):
-        log = open(log_path, "ab")
-        try:
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                 stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
-        finally:
-            log.close()
-        self.procs.append(p)
-        return p
-
-    def stop_one(self, p):
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-    def stop(self):
-        for p in reversed(self.procs):      # nutcracker (started last) first
-            try:
-                self.stop_one(p)
-            except Exception:
-                pass
-        self.procs = []
-        if self.tmp and not KEEP_TMP:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp = None
-
-
-PROCS = Procs()
+def start_proc(argv, log_path):
+    """A process of the run (stopped by PID when it ends), its output in log_path."""
+    with open(log_path, "ab") as log:
+        return H.spawn(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                       preexec_fn=die_with_parent)
 
 
 def die_with_parent():
@@ -349,19 +296,8 @@ def die_with_parent():
         pass
 
 
-def on_signal(signum, _frame):
-    raise SystemExit(128 + signum)
-
-
 def port_is_free(host, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind((host, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
+    return H.port_free_on(host, port, kinds=(socket.SOCK_STREAM,))
 
 
 def free_port(host, rng, short=False):
@@ -372,12 +308,7 @@ def free_port(host, rng, short=False):
             port = rng.randrange(2000, 10000)
             if port != 11211 and port_is_free(host, port):
                 return port
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    return H.free_port(hosts=(host,), udp=False)
 
 
 def answers_ping(host, port, db=None):
@@ -418,7 +349,7 @@ def start_redis(backends, tmp, rng, fixed_port=False):
         b.log = os.path.join(tmp, f"redis-{b.host}-{b.port}.log")
         d = os.path.join(tmp, f"redis-{b.host}-{b.port}")
         os.makedirs(d, exist_ok=True)
-        b.proc = PROCS.start(["redis-server", "--port", str(b.port), "--bind", b.host,
+        b.proc = start_proc(["redis-server", "--port", str(b.port), "--bind", b.host,
                               "--save", "", "--appendonly", "no", "--databases", "64",
                               "--daemonize", "no", "--dir", d], b.log)
 
@@ -566,7 +497,7 @@ def start_nutcracker(pools, tmp, rng):
         t = subprocess.run(["nutcracker", "-t", "-c", conf], capture_output=True, text=True)
         if t.returncode != 0:
             raise RuntimeError(f"nutcracker -t rejected the config:\n{t.stdout}{t.stderr}")
-        proc = PROCS.start(["nutcracker", "-c", conf, "-o", log, "-s", str(stats_port),
+        proc = start_proc(["nutcracker", "-c", conf, "-o", log, "-s", str(stats_port),
                             "-a", "127.0.0.1", "-p", os.path.join(tmp, "nutcracker.pid")],
                            os.path.join(tmp, "nutcracker.out"))
         deadline = time.monotonic() + START_DEADLINE
@@ -757,12 +688,10 @@ def main(argv):
 
     t0 = time.monotonic()
     rng = random.Random(SEED)
-    atexit.register(PROCS.stop)
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(s, on_signal)
+    H.install_signal_handlers((signal.SIGTERM, signal.SIGINT, signal.SIGHUP), status=None)
+    scope = H.Scope(stop_deadline=STOP_DEADLINE)
     try:
-        PROCS.tmp = tempfile.mkdtemp(prefix="ringside-twemproxy-")
-        tmp = PROCS.tmp
+        tmp = scope.new_dir("ringside-twemproxy", parent=None)
 
         backends = [Backend(HOSTS[i % len(HOSTS)], 0) for i in range(NBACKENDS)]
         for i, b in enumerate(backends):
@@ -817,7 +746,7 @@ def main(argv):
         print("0 passed, 1 failed")
         return 1
     finally:
-        PROCS.stop()
+        scope.close()
 
 
 if __name__ == "__main__":
