@@ -30,11 +30,24 @@ commands_name(int cmd) {
     return cmd >= 0 && cmd < CMD_COUNT ? cmd_names[cmd] : "unknown";
 }
 
+/* Case-insensitive match of an argument against a lowercase command name. Names are
+ * letters only, and for letters c | 0x20 is the lowercase; no other byte maps to one. */
+static bool
+name_is(const rs_resp_arg *a, const char *name) {
+    for (size_t i = 0; i < a->len; i++) {
+        if (name[i] == '\0' || ((unsigned char)a->ptr[i] | 0x20) != (unsigned char)name[i]) {
+            return false;
+        }
+    }
+    return name[a->len] == '\0';
+}
+
+/* On every request: no strlen or strncasecmp call per table entry, most names fail on
+ * their first byte. */
 static int
 lookup_cmd(const rs_resp_arg *a) {
     for (int i = 0; i < CMD_UNKNOWN; i++) {
-        size_t n = strlen(cmd_names[i]);
-        if (a->len == n && strncasecmp(a->ptr, cmd_names[i], n) == 0) {
+        if (name_is(a, cmd_names[i])) {
             return i;
         }
     }
