@@ -147,23 +147,47 @@ write_state(ringside *d) {
 
 /* ---- applying changes ---- */
 
+/* A bounded, comma-separated list of ids for a log line: ids that do not fit are
+ * counted and summarised as ",...(+N more)". */
+typedef struct id_list {
+    char text[1024];
+    size_t len;
+    size_t count, dropped;
+} id_list;
+
+static void
+id_list_add(id_list *l, const char *id) {
+    l->count++;
+    size_t need = strlen(id) + (l->len ? 1 : 0);
+    /* Keep room for the summary of what may be dropped later. */
+    if (l->dropped > 0 || l->len + need + 24 >= sizeof(l->text)) {
+        l->dropped++;
+        return;
+    }
+    l->len +=
+        (size_t)snprintf(l->text + l->len, sizeof(l->text) - l->len, "%s%s", l->len ? "," : "", id);
+}
+
+static const char *
+id_list_str(id_list *l) {
+    if (l->dropped > 0) {
+        snprintf(l->text + l->len, sizeof(l->text) - l->len, ",...(+%zu more)", l->dropped);
+    }
+    return l->text;
+}
+
 static void
 log_ring_change(const rs_ring *old, const rs_ring *new_ring, uint64_t epoch, const char *source,
                 double moved) {
-    /* Ids added and removed, comma-separated (bounded by the log line). */
-    char added[1024] = "", removed[1024] = "";
-    size_t alen = 0, rlen = 0;
-    size_t nadded = 0;
+    id_list added = {.len = 0}, removed = {.len = 0};
     uint64_t points_added = 0;
     for (size_t i = 0; i < rs_ring_node_count(new_ring); i++) {
         const rs_ring_node *n = rs_ring_node_at(new_ring, i);
         int j = old ? rs_ring_find(old, n->id) : -1;
         bool was = j >= 0 && rs_ring_node_at(old, (size_t)j)->enabled;
         if (n->enabled && !was) {
-            nadded++;
             points_added += n->points;
-            alen += (size_t)snprintf(added + alen, alen < sizeof(added) ? sizeof(added) - alen : 0,
-                                     "%s%s", alen ? "," : "", n->id);
+            id_list_add(&added, n->id);
         }
     }
     for (size_t i = 0; old != NULL && i < rs_ring_node_count(old); i++) {
@@ -171,9 +195,7 @@ log_ring_change(const rs_ring *old, const rs_ring *new_ring, uint64_t epoch, con
         int j = rs_ring_find(new_ring, n->id);
         bool still = j >= 0 && rs_ring_node_at(new_ring, (size_t)j)->enabled;
         if (n->enabled && !still) {
-            rlen += (size_t)snprintf(removed + rlen,
-                                     rlen < sizeof(removed) ? sizeof(removed) - rlen : 0, "%s%s",
-                                     rlen ? "," : "", n->id);
+            id_list_add(&removed, n->id);
         }
     }
     log_line l;
@@ -181,15 +203,14 @@ log_ring_change(const rs_ring *old, const rs_ring *new_ring, uint64_t epoch, con
     log_u64(&l, "epoch", epoch);
     log_str(&l, "source", source);
     log_str(&l, "fingerprint", rs_ring_fingerprint(new_ring));
-    log_str(&l, "added", added);
-    log_str(&l, "removed", removed);
+    log_str(&l, "added", id_list_str(&added));
+    log_str(&l, "removed", id_list_str(&removed));
     log_u64(&l, "nodes", rs_ring_enabled_count(new_ring));
     log_u64(&l, "points", rs_ring_point_count(new_ring));
     log_u64(&l, "points_added", points_added);
     log_f(&l, "moved", moved);
     log_f(&l, "imbalance", rs_ring_imbalance(new_ring));
     log_end(&l);
-    (void)nadded;
 }
 
 static void

@@ -491,8 +491,8 @@ def scenario_cluster_failover():
     # The sidecar starts on a follower, so that losing the leader and losing the agent it
     # talks to are two separate events.
     order = followers + [leader]
-    nodes = {"cache-a": node_value("10.0.0.1:6379"), "cache-b": node_value("10.0.0.2:6379"),
-             "cache-c": node_value("10.0.0.3:6379")}
+    nodes = {"cache-a": node_value("127.0.0.1:6379"), "cache-b": node_value("127.0.0.2:6379"),
+             "cache-c": node_value("127.0.0.3:6379")}
     for nid, v in nodes.items():
         leader.put("%s/nodes/%s" % (PREFIX, nid), v)
     ring_a = place(nodes)
@@ -518,7 +518,7 @@ def scenario_cluster_failover():
     wait_for(lambda: look.count > n0 + 5, "lookups while the leader is gone")
     new_lead = wait_new_leader(survivors, leader.raft)
     check(new_lead != leader.raft, "the leader changed")
-    nodes["cache-d"] = node_value("10.0.0.4:6379")
+    nodes["cache-d"] = node_value("127.0.0.4:6379")
     survivors[-1].put("%s/nodes/cache-d" % PREFIX, nodes["cache-d"])
     ring_b = place(nodes)
     sc.wait_answers(ring_b, "the change made after the leader's loss")
@@ -544,7 +544,7 @@ def scenario_cluster_failover():
     err = sc.wait_event("consul_error", lambda e: e.get("agent") == cur.url,
                         "a consul_error naming the dead agent %s" % cur.url, after=n_err)
     check(err.get("reason"), "consul_error without a reason: %r" % err)
-    nodes["cache-b"] = node_value("10.0.0.2:6379", enabled=False)
+    nodes["cache-b"] = node_value("127.0.0.2:6379", enabled=False)
     live[0].put("%s/nodes/cache-b" % PREFIX, nodes["cache-b"])
     ring_c = place(nodes)
     sc.wait_answers(ring_c, "the change made after the sidecar's agent died")
@@ -600,12 +600,12 @@ def scenario_acl_tokens():
     good, accessor = tok["SecretID"], tok["AccessorID"]
     bad = "00000000-0000-4000-8000-00000000dead"
 
-    nodes = {"cache-a": node_value("10.1.0.1:6379"), "cache-b": node_value("10.1.0.2:6379"),
-             "cache-c": node_value("10.1.0.3:6379")}
+    nodes = {"cache-a": node_value("127.1.0.1:6379"), "cache-b": node_value("127.1.0.2:6379"),
+             "cache-c": node_value("127.1.0.3:6379")}
     for nid, v in nodes.items():
         agent.put("%s/nodes/%s" % (PREFIX, nid), v, token=mgmt)
     # A key the read token must not see does not disturb anything either.
-    agent.put("ringside/other/nodes/x", node_value("10.9.9.9:1"), token=mgmt)
+    agent.put("ringside/other/nodes/x", node_value("127.9.9.9:1"), token=mgmt)
     ring_a = place(nodes)
     tokdir = new_dir("rst")
     files = {}
@@ -674,7 +674,7 @@ def scenario_acl_tokens():
     check_eq(st, 200, "deleting the sidecar's token (%r)" % body[:200])
     sg2.wait_event("consul_error", lambda e: "403" in e.get("reason", ""),
                    "consul_error with HTTP 403 after the revocation", after=n_err)
-    agent.put("%s/nodes/cache-d" % PREFIX, node_value("10.1.0.4:6379"), token=mgmt)
+    agent.put("%s/nodes/cache-d" % PREFIX, node_value("127.1.0.4:6379"), token=mgmt)
     # The next request may have left before the change; the one after it did not. Both
     # fail, and the ring is still the one the token could read.
     n_err = len(sg2.events("consul_error"))
@@ -732,7 +732,7 @@ def scenario_tls():
            'verify_incoming_https = true\n' % (pki["ca.pem"], pki["server.pem"],
                                                pki["server.key"]))
     agent = dev_agent(d, hcl, https=True, ctx=ctx)
-    nodes = {"cache-a": node_value("10.2.0.1:6379"), "cache-b": node_value("10.2.0.2:6379")}
+    nodes = {"cache-a": node_value("127.2.0.1:6379"), "cache-b": node_value("127.2.0.2:6379")}
     for nid, v in nodes.items():
         agent.put("%s/nodes/%s" % (PREFIX, nid), v)
     ring_a = place(nodes)
@@ -787,11 +787,11 @@ def scenario_fake_faults():
     tok_path = os.path.join(d, "token")
     with open(tok_path, "w") as f:
         f.write(token + "\n")
-    a = {"cache-a": node_value("10.3.0.1:6379"), "cache-b": node_value("10.3.0.2:6379"),
-         "cache-c": node_value("10.3.0.3:6379")}
+    a = {"cache-a": node_value("127.3.0.1:6379"), "cache-b": node_value("127.3.0.2:6379"),
+         "cache-c": node_value("127.3.0.3:6379")}
     fewer = {k: v for k, v in a.items() if k != "cache-c"}
-    other = dict(fewer, **{"cache-x": node_value("10.3.0.99:6379")})
-    final = dict(fewer, **{"cache-d": node_value("10.3.0.4:6379")})
+    other = dict(fewer, **{"cache-x": node_value("127.3.0.99:6379")})
+    final = dict(fewer, **{"cache-d": node_value("127.3.0.4:6379")})
     ok = {"last_contact": 0, "known_leader": True}
     # One response per request, in order (each request is recorded at /_requests).
     script = [

@@ -813,11 +813,22 @@ def scenario_many_clients():
 # 6. A slow reader does not stall others
 
 def scenario_slow_reader():
-    nodes = [{"id": "n%03d" % i, "address": "10.0.%d.%d:6379" % (i // 250, i % 250 + 1),
-              "zone": "zone-%d" % (i % 3)} for i in range(200)]
+    nodes = [{"id": "n%03d" % i, "address": "127.0.%d.%d:6379" % (i // 250, i % 250 + 1),
+              "zone": "zone-%d" % (i % 3)} for i in range(300)]
     dm = start_daemon(nodes, listen={"max_output_bytes": 65536})
     fast = Conn(dm.sock)
     foo = place(nodes, [b"foo"])[0]
+
+    # 300 ids do not fit one log line: the ring_change line lists what fits and counts
+    # the rest, and stays one bounded line.
+    change = H.parse_log_line(dm.events("ring_change")[0])
+    listed = change["added"].split(",")
+    more = re.fullmatch(r"\.\.\.\(\+(\d+) more\)", listed[-1])
+    check(more is not None, "ring_change added= ends with a count: %s" % short(change["added"]))
+    listed.pop()
+    check_eq(len(listed) + int(more.group(1)), len(nodes), "ids listed plus ids counted")
+    check(set(listed) <= {n["id"] for n in nodes}, "every listed id is a node id")
+    check(len(change["added"]) < 1024, "added= bounded")
 
     def flood(payload_unit, label):
         slow = Conn(dm.sock)

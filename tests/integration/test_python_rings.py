@@ -48,7 +48,7 @@ def report(ok, name, detail=""):
 # ---- ringctl ---------------------------------------------------------------------------
 
 def node_spec(i, node_id, weight=1, disabled=False):
-    spec = "10.%d.%d.%d:6379,id=%s" % (i // 65536 % 256, i // 256 % 256, i % 256, node_id)
+    spec = "127.%d.%d.%d:6379,id=%s" % (i // 65536 % 256, i // 256 % 256, i % 256, node_id)
     if weight != 1:
         spec += ",weight=%d" % weight
     if disabled:
@@ -174,7 +174,7 @@ def test_hash_ring(rng):
     hr_check("non-ASCII node ids", odd, utf8_keys(rng, 1500) + ascii_keys(rng, 500),
              weights={odd[1]: 3})
 
-    big = ["10.0.%d.%d:11211" % (i // 10, i % 10) for i in range(50)]
+    big = ["127.0.%d.%d:11211" % (i // 10, i % 10) for i in range(50)]
     hr_check("50 nodes, shuffled --node order", big, ascii_keys(rng, 4000), replicas=5,
              shuffle_rng=rng)
 
@@ -288,7 +288,7 @@ def test_vnode_sha256(rng):
              replicas=3)
     odd = ["caf\u00e9:6379", "\u7bc0\u9ede:6379", "\U0001f600:6379"]
     vn_check("non-ASCII node ids", odd, utf8_keys(rng, 1000))
-    big = ["10.1.%d.%d:6379" % (i // 10, i % 10) for i in range(40)]
+    big = ["127.1.%d.%d:6379" % (i // 10, i % 10) for i in range(40)]
     vn_check("40 nodes, shuffled --node order", big, ascii_keys(rng, 3000), replicas=4,
              shuffle_rng=rng)
     vn_check("single node: replica = primary", ["solo:6379"], ascii_keys(rng, 200) + [b""])

@@ -217,18 +217,18 @@ def scenario_node_add():
 
 def scenario_enable_disable():
     pre = "rstest/enable"
-    CONSUL.put(pre + "/nodes/c", {"address": "10.0.0.1:6379"})
+    CONSUL.put(pre + "/nodes/c", {"address": "127.0.0.1:6379"})
     out = ok(["node", "disable", "c", "--prefix", pre])
     check_in("nodes/c: disabled", out, "output")
     v, idx = CONSUL.get(pre + "/nodes/c")
-    check_eq(v, {"address": "10.0.0.1:6379", "enabled": False}, "after disable")
+    check_eq(v, {"address": "127.0.0.1:6379", "enabled": False}, "after disable")
     out = ok(["node", "disable", "c", "--prefix", pre])
     check_in("already disabled; nothing written", out, "idempotent disable")
     check_eq(CONSUL.get(pre + "/nodes/c")[1], idx, "ModifyIndex after a no-op disable")
     doc = json.loads(ok(["node", "enable", "c", "--prefix", pre, "--json"]))
     check_eq((doc["action"], doc["value"], doc["previous"]),
-             ("enabled", {"address": "10.0.0.1:6379", "enabled": True},
-              {"address": "10.0.0.1:6379", "enabled": False}), "--json of enable")
+             ("enabled", {"address": "127.0.0.1:6379", "enabled": True},
+              {"address": "127.0.0.1:6379", "enabled": False}), "--json of enable")
     check_eq(CONSUL.get(pre + "/nodes/c")[0], doc["value"], "after enable")
     out = ok(["node", "enable", "c", "--prefix", pre])
     check_in("already enabled", out, "idempotent enable")
@@ -236,28 +236,28 @@ def scenario_enable_disable():
 
 def scenario_node_set():
     pre = "rstest/set"
-    CONSUL.put(pre + "/nodes/n1", {"address": "10.0.0.1:6379", "weight": 1, "zone": "a",
+    CONSUL.put(pre + "/nodes/n1", {"address": "127.0.0.1:6379", "weight": 1, "zone": "a",
                                     "enabled": False})
     out = ok(["node", "set", "n1", "--weight", "5", "--zone", "b", "--prefix", pre])
     check_in("weight 1 -> 5", out, "output")
     check_in("zone a -> b", out, "output")
     check_eq(CONSUL.get(pre + "/nodes/n1")[0],
-             {"address": "10.0.0.1:6379", "weight": 5, "zone": "b", "enabled": False},
+             {"address": "127.0.0.1:6379", "weight": 5, "zone": "b", "enabled": False},
              "other fields kept")
-    ok(["node", "set", "n1", "--address", "10.0.0.9:6380", "--zone", "", "--prefix", pre])
+    ok(["node", "set", "n1", "--address", "127.0.0.9:6380", "--zone", "", "--prefix", pre])
     check_eq(CONSUL.get(pre + "/nodes/n1")[0],
-             {"address": "10.0.0.9:6380", "weight": 5, "enabled": False}, "address set, zone gone")
+             {"address": "127.0.0.9:6380", "weight": 5, "enabled": False}, "address set, zone gone")
     idx = CONSUL.get(pre + "/nodes/n1")[1]
     out = ok(["node", "set", "n1", "--weight", "5", "--prefix", pre])
     check_in("nothing written", out, "unchanged set")
     check_eq(CONSUL.get(pre + "/nodes/n1")[1], idx, "ModifyIndex after a no-op set")
     # A value the sidecars reject can be repaired field by field.
     CONSUL.put(pre + "/nodes/n2", {"address": "nope", "weight": 1})
-    ok(["node", "set", "n2", "--address", "10.0.0.2:6379", "--prefix", pre])
-    check_eq(CONSUL.get(pre + "/nodes/n2")[0], {"address": "10.0.0.2:6379", "weight": 1},
+    ok(["node", "set", "n2", "--address", "127.0.0.2:6379", "--prefix", pre])
+    check_eq(CONSUL.get(pre + "/nodes/n2")[0], {"address": "127.0.0.2:6379", "weight": 1},
              "repaired value")
     # ... but a field left bad is still caught before writing.
-    CONSUL.put(pre + "/nodes/n3", {"address": "10.0.0.3:6379", "weight": 1, "colour": "red"})
+    CONSUL.put(pre + "/nodes/n3", {"address": "127.0.0.3:6379", "weight": 1, "colour": "red"})
     fails(["node", "set", "n3", "--weight", "2", "--prefix", pre], 1, "nothing written")
     check_eq(CONSUL.get(pre + "/nodes/n3")[0]["weight"], 1, "n3 untouched")
     # Not a JSON object: refused with a way out.
@@ -267,10 +267,10 @@ def scenario_node_set():
 
 def scenario_remove_and_missing():
     pre = "rstest/remove"
-    CONSUL.put(pre + "/nodes/gone", {"address": "10.0.0.1:6379", "weight": 3})
+    CONSUL.put(pre + "/nodes/gone", {"address": "127.0.0.1:6379", "weight": 3})
     doc = json.loads(ok(["node", "remove", "gone", "--prefix", pre, "--json"]))
     check_eq((doc["action"], doc["value"], doc["previous"]),
-             ("removed", None, {"address": "10.0.0.1:6379", "weight": 3}), "--json of remove")
+             ("removed", None, {"address": "127.0.0.1:6379", "weight": 3}), "--json of remove")
     check_eq(CONSUL.get(pre + "/nodes/gone"), (None, 0), "removed key")
     for args in (["node", "remove", "gone"], ["node", "disable", "gone"],
                  ["node", "enable", "gone"], ["node", "set", "gone", "--weight", "2"]):
@@ -280,19 +280,19 @@ def scenario_remove_and_missing():
 
 def scenario_invalid_values():
     pre = "rstest/invalid"
-    CONSUL.put(pre + "/nodes/ok", {"address": "10.0.0.1:6379"})
+    CONSUL.put(pre + "/nodes/ok", {"address": "127.0.0.1:6379"})
     CONSUL.put(pre + "/config", {"replicas": 2})
     before = CONSUL.listing(pre)
     cases = [
-        (["node", "add", "x", "10.0.0.1"], 1, "host:port"),
-        (["node", "add", "x", "10.0.0.1:0"], 1, "port"),
-        (["node", "add", "x", "10.0.0.1:6379", "--weight", "0"], 1, "weight"),
-        (["node", "add", "x", "10.0.0.1:6379", "--weight", "10001"], 1, "weight"),
-        (["node", "add", "bad id", "10.0.0.1:6379"], 1, "spaces"),
-        (["node", "add", "a/b", "10.0.0.1:6379"], 1, "'/'"),
-        (["node", "add", "x" * 201, "10.0.0.1:6379"], 1, "too long"),
-        (["node", "add", "x", "10.0.0.1:6379", "--weight", "abc"], 2, "--weight"),
-        (["node", "add", "x", "10.0.0.1:6379", "--weight", "-1"], 2, "--weight"),
+        (["node", "add", "x", "127.0.0.1"], 1, "host:port"),
+        (["node", "add", "x", "127.0.0.1:0"], 1, "port"),
+        (["node", "add", "x", "127.0.0.1:6379", "--weight", "0"], 1, "weight"),
+        (["node", "add", "x", "127.0.0.1:6379", "--weight", "10001"], 1, "weight"),
+        (["node", "add", "bad id", "127.0.0.1:6379"], 1, "spaces"),
+        (["node", "add", "a/b", "127.0.0.1:6379"], 1, "'/'"),
+        (["node", "add", "x" * 201, "127.0.0.1:6379"], 1, "too long"),
+        (["node", "add", "x", "127.0.0.1:6379", "--weight", "abc"], 2, "--weight"),
+        (["node", "add", "x", "127.0.0.1:6379", "--weight", "-1"], 2, "--weight"),
         (["node", "set", "ok", "--weight", "0"], 1, "weight"),
         (["node", "set", "ok", "--address", "no-port"], 1, "address"),
         (["ring", "set", "--replicas", "17"], 1, "replicas"),
@@ -334,10 +334,10 @@ def scenario_ring_set():
 def scenario_ring_show():
     pre = "rstest/show"
     ok(["ring", "set", "--replicas", "3", "--prefix", pre])
-    ok(["node", "add", "cache-a", "10.0.0.1:6379", "--zone", "a", "--prefix", pre])
-    ok(["node", "add", "cache-b", "10.0.0.2:6379", "--weight", "2", "--prefix", pre])
-    ok(["node", "add", "cache-c", "10.0.0.3:6379", "--disabled", "--prefix", pre])
-    CONSUL.put(pre + "/nodes/bad", {"address": "10.0.0.4:6379", "weight": -1})
+    ok(["node", "add", "cache-a", "127.0.0.1:6379", "--zone", "a", "--prefix", pre])
+    ok(["node", "add", "cache-b", "127.0.0.2:6379", "--weight", "2", "--prefix", pre])
+    ok(["node", "add", "cache-c", "127.0.0.3:6379", "--disabled", "--prefix", pre])
+    CONSUL.put(pre + "/nodes/bad", {"address": "127.0.0.4:6379", "weight": -1})
     CONSUL.put(pre + "/unrelated", "ignored")
     config, nodes = kv_state(pre)
     del nodes["bad"]
@@ -363,7 +363,7 @@ def scenario_ring_show():
 def scenario_ring_confirm():
     pre = "rstest/confirm"
     for i in range(4):
-        ok(["node", "add", "n%d" % i, "10.0.1.%d:6379" % i, "--prefix", pre])
+        ok(["node", "add", "n%d" % i, "127.0.1.%d:6379" % i, "--prefix", pre])
     fails(["ring", "confirm", "--prefix", pre], 2, "--yes")
     check_eq(CONSUL.get(pre + "/confirm"), (None, 0), "no confirm without --yes")
     config, nodes = kv_state(pre)
@@ -396,16 +396,16 @@ def scenario_ring_confirm():
 
 def scenario_cas_conflicts():
     pre = "rstest/cas"
-    CONSUL.put(pre + "/nodes/cache-a", {"address": "10.0.0.1:6379", "weight": 1})
+    CONSUL.put(pre + "/nodes/cache-a", {"address": "127.0.0.1:6379", "weight": 1})
     changed = "changed in Consul while this edit was being made"
     conflict(["node", "set", "cache-a", "--weight", "5", "--prefix", pre], pre + "/nodes/cache-a",
-             {"address": "10.0.0.1:6379", "weight": 7}, "nodes/cache-a " + changed)
+             {"address": "127.0.0.1:6379", "weight": 7}, "nodes/cache-a " + changed)
     conflict(["node", "disable", "cache-a", "--prefix", pre], pre + "/nodes/cache-a",
-             {"address": "10.0.0.1:6379", "weight": 8}, changed)
+             {"address": "127.0.0.1:6379", "weight": 8}, changed)
     conflict(["node", "remove", "cache-a", "--prefix", pre], pre + "/nodes/cache-a",
-             {"address": "10.0.0.1:6379", "weight": 9}, changed)
-    conflict(["node", "add", "cache-b", "10.0.0.2:6379", "--prefix", pre], pre + "/nodes/cache-b",
-             {"address": "10.0.0.22:6379"}, "created in Consul while this edit was being made")
+             {"address": "127.0.0.1:6379", "weight": 9}, changed)
+    conflict(["node", "add", "cache-b", "127.0.0.2:6379", "--prefix", pre], pre + "/nodes/cache-b",
+             {"address": "127.0.0.22:6379"}, "created in Consul while this edit was being made")
     CONSUL.put(pre + "/config", {"replicas": 2})
     conflict(["ring", "set", "--replicas", "3", "--prefix", pre], pre + "/config",
              {"replicas": 4}, "config " + changed)
@@ -418,7 +418,7 @@ def scenario_unreachable():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]   # closed again below: nobody listens there
     url = "http://127.0.0.1:%d" % port
-    for args in (["node", "add", "x", "10.0.0.1:6379"], ["ring", "show"],
+    for args in (["node", "add", "x", "127.0.0.1:6379"], ["ring", "show"],
                  ["ring", "confirm", "--yes"], ["node", "remove", "x"]):
         fails(args + ["--consul", url, "--prefix", "rstest/unreach"], 1,
               "cannot reach Consul at " + url)
@@ -427,8 +427,8 @@ def scenario_unreachable():
     fails(["ring", "show"], 1, "cannot reach Consul at " + url, env=env)
     # Several addresses: a dead one is skipped.
     env["CONSUL_HTTP_ADDR"] = "127.0.0.1:%d,%s" % (port, CONSUL.url)
-    ok(["node", "add", "x", "10.0.0.1:6379", "--prefix", "rstest/unreach"], env=env)
-    check_eq(CONSUL.get("rstest/unreach/nodes/x")[0]["address"], "10.0.0.1:6379", "via failover")
+    ok(["node", "add", "x", "127.0.0.1:6379", "--prefix", "rstest/unreach"], env=env)
+    check_eq(CONSUL.get("rstest/unreach/nodes/x")[0]["address"], "127.0.0.1:6379", "via failover")
     fails(["ring", "show", "--consul", "ftp://127.0.0.1:1"], 1, "scheme")
 
 
@@ -436,16 +436,16 @@ def scenario_acl_tokens():
     pre = "rstest/acl"
     with open(os.path.join(TMP, "bad.token"), "w") as f:
         f.write(BAD_TOKEN + "\n")
-    _, err = fails(["node", "add", "a", "10.0.0.1:6379", "--prefix", pre], 1, "HTTP 403",
+    _, err = fails(["node", "add", "a", "127.0.0.1:6379", "--prefix", pre], 1, "HTTP 403",
                    token=False)
     check_in("Permission denied", err, "Consul's message")
-    fails(["node", "add", "a", "10.0.0.1:6379", "--prefix", pre,
+    fails(["node", "add", "a", "127.0.0.1:6379", "--prefix", pre,
            "--token-file", os.path.join(TMP, "bad.token")], 1, "ACL not found")
     fails(["ring", "show", "--prefix", pre], 1, "HTTP 403", token=False)
     fails(["ring", "show", "--prefix", pre, "--token-file", os.path.join(TMP, "nope")], 1,
           "token file")
     check_eq(CONSUL.values(pre), {}, "nothing written without a valid token")
-    ok(["node", "add", "a", "10.0.0.1:6379", "--prefix", pre], token=False,
+    ok(["node", "add", "a", "127.0.0.1:6379", "--prefix", pre], token=False,
        extra_env={"CONSUL_HTTP_TOKEN": MASTER})
     # --token-file wins over CONSUL_HTTP_TOKEN.
     ok(["node", "set", "a", "--weight", "2", "--prefix", pre, "--token-file",
@@ -465,21 +465,21 @@ def scenario_acl_tokens():
     CONSUL.put(pre + "/config", {"replicas": 3})
     env = base_env(token=False)
     env["CONSUL_HTTP_TOKEN"] = scoped
-    ok(["node", "add", "b", "10.0.0.2:6379", "--prefix", pre], env=env)
+    ok(["node", "add", "b", "127.0.0.2:6379", "--prefix", pre], env=env)
     _, err = fails(["ring", "show", "--prefix", pre], 1, "may not read", env=env)
     check(scoped not in err, "scoped token printed")
 
 
 def scenario_prefixes():
-    ok(["node", "add", "p1", "10.0.0.1:6379", "--ring", "rstest-ring"])
-    check_eq(CONSUL.get("ringside/rstest-ring/nodes/p1")[0]["address"], "10.0.0.1:6379",
+    ok(["node", "add", "p1", "127.0.0.1:6379", "--ring", "rstest-ring"])
+    check_eq(CONSUL.get("ringside/rstest-ring/nodes/p1")[0]["address"], "127.0.0.1:6379",
              "--ring NAME")
-    ok(["node", "add", "p2", "10.0.0.2:6379"], extra_env={"RINGSIDE_KV_PREFIX": "rstest/envp/"})
-    check_eq(CONSUL.get("rstest/envp/nodes/p2")[0]["address"], "10.0.0.2:6379",
+    ok(["node", "add", "p2", "127.0.0.2:6379"], extra_env={"RINGSIDE_KV_PREFIX": "rstest/envp/"})
+    check_eq(CONSUL.get("rstest/envp/nodes/p2")[0]["address"], "127.0.0.2:6379",
              "RINGSIDE_KV_PREFIX")
-    ok(["node", "add", "p3", "10.0.0.3:6379", "--prefix", "rstest/slash/"])
+    ok(["node", "add", "p3", "127.0.0.3:6379", "--prefix", "rstest/slash/"])
     check(CONSUL.get("rstest/slash/nodes/p3")[0] is not None, "--prefix with a trailing /")
-    ok(["node", "add", "p4", "10.0.0.4:6379"])
+    ok(["node", "add", "p4", "127.0.0.4:6379"])
     check(CONSUL.get("ringside/default/nodes/p4")[0] is not None, "default prefix")
     CONSUL.delete_tree("ringside/default")
     CONSUL.delete_tree("ringside/rstest-ring")
@@ -498,12 +498,12 @@ def scenario_usage():
     for args, text in ((["node"], "missing subcommand"),
                        (["node", "frob", "x"], "unknown node subcommand"),
                        (["node", "add", "x"], "expected ID and ADDRESS"),
-                       (["node", "add", "x", "10.0.0.1:1", "extra"], "unexpected argument"),
+                       (["node", "add", "x", "127.0.0.1:1", "extra"], "unexpected argument"),
                        (["node", "remove"], "expected an ID"),
                        (["node", "set", "x"], "nothing to set"),
                        (["ring", "set"], "nothing to set"),
                        (["ring", "show", "extra"], "unexpected argument"),
-                       (["node", "add", "x", "10.0.0.1:1", "--bogus"], "")):
+                       (["node", "add", "x", "127.0.0.1:1", "--bogus"], "")):
         fails(args, 2, text)
 
 

@@ -824,8 +824,8 @@ static const ok_case ok_cases[] = {
     OKN("{'membership':{'nodes':[{'address':'h:1'},{'address':'h:2','enabled':false}]}}",
         enabled1, 0),
     OKS("{'membership':{'nodes':[{'address':'h:1','zone':'eu-1a'}]}}", zone0, "eu-1a"),
-    OKS("{'membership':{'nodes':[{'address':'10.0.0.1:11211'}]}}", id0, "10.0.0.1"),
-    OKS("{'membership':{'nodes':[{'address':'10.0.0.1:6379'}]}}", id0, "10.0.0.1:6379"),
+    OKS("{'membership':{'nodes':[{'address':'127.0.0.1:11211'}]}}", id0, "127.0.0.1"),
+    OKS("{'membership':{'nodes':[{'address':'127.0.0.1:6379'}]}}", id0, "127.0.0.1:6379"),
     OKS("{'membership':{'nodes':[{'address':'[::1]:11211'}]}}", id0, "[::1]"),
     OKS("{'membership':{'nodes':[{'address':'h:1'},{'id':'h:2','address':'h:1'}]}}", id1, "h:2"),
     OKS("{'membership':{'nodes':[{'id':'\\u00e9','address':'h:1'}]}}", id0, "\xc3\xa9"),
@@ -1183,7 +1183,7 @@ nodes_doc(size_t n, size_t pad, size_t *len) {
     size_t o = (size_t)snprintf(s, cap, "{\"membership\":{\"nodes\":[");
     for (size_t i = 0; i < n; i++) {
         o += (size_t)snprintf(s + o, cap - o,
-                              "%s{\"id\":\"n%zu\",\"address\":\"10.0.%zu.%zu:6379\"}",
+                              "%s{\"id\":\"n%zu\",\"address\":\"127.0.%zu.%zu:6379\"}",
                               i > 0 ? "," : "", i, i / 256, i % 256);
     }
     o += (size_t)snprintf(s + o, cap - o, "]}}");
@@ -1205,7 +1205,7 @@ test_limits(void **state) {
     assert_int_equal(parse_exact(s, len, &c, &err), 0);
     assert_int_equal(c.n_nodes, RS_NODES_MAX);
     assert_string_equal(c.nodes[RS_NODES_MAX - 1].node.id, "n9999");
-    assert_string_equal(c.nodes[RS_NODES_MAX - 1].node.address, "10.0.39.15:6379");
+    assert_string_equal(c.nodes[RS_NODES_MAX - 1].node.address, "127.0.39.15:6379");
     rs_config_free(&c);
     free(s);
 

@@ -870,14 +870,14 @@ test_settings_from_env(void **state) {
     assert_int_equal(s.n_addresses, 1);
     assert_string_equal(s.addresses[0], "http://keep:8500");
 
-    setenv("CONSUL_HTTP_ADDR", "10.0.0.1:8500, https://b.example:8501/ ,c:1", 1);
+    setenv("CONSUL_HTTP_ADDR", "127.0.0.1:8500, https://b.example:8501/ ,c:1", 1);
     setenv("CONSUL_HTTP_TOKEN", "env-token", 1);
     setenv("CONSUL_CACERT", "/etc/consul/ca.pem", 1);
     setenv("CONSUL_CLIENT_CERT", "/etc/consul/cli.pem", 1);
     setenv("CONSUL_CLIENT_KEY", "/etc/consul/cli-key.pem", 1);
     assert_int_equal(consul_settings_from_env(&s, &err), 0);
     assert_int_equal(s.n_addresses, 3);
-    assert_string_equal(s.addresses[0], "http://10.0.0.1:8500");
+    assert_string_equal(s.addresses[0], "http://127.0.0.1:8500");
     assert_string_equal(s.addresses[1], "https://b.example:8501");
     assert_string_equal(s.addresses[2], "http://c:1");
     assert_string_equal(s.token, "env-token");
@@ -886,10 +886,10 @@ test_settings_from_env(void **state) {
     assert_string_equal(s.key_file, "/etc/consul/cli-key.pem");
 
     setenv("CONSUL_HTTP_SSL", "true", 1);
-    setenv("CONSUL_HTTP_ADDR", "10.0.0.1:8501", 1);
+    setenv("CONSUL_HTTP_ADDR", "127.0.0.1:8501", 1);
     assert_int_equal(consul_settings_from_env(&s, &err), 0);
     assert_int_equal(s.n_addresses, 1);
-    assert_string_equal(s.addresses[0], "https://10.0.0.1:8501");
+    assert_string_equal(s.addresses[0], "https://127.0.0.1:8501");
 
     /* A token file wins over CONSUL_HTTP_TOKEN, as in Consul's API. */
     char dir[] = "/tmp/rs_consul_XXXXXX";

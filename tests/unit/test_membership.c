@@ -271,8 +271,8 @@ test_realistic_listing(void **state) {
     lst_put(&l, PREFIX "/", NULL);
     lst_put(&l, PREFIX "/config", "{'algorithm':'ketama','hash':'fnv1a_64','replicas':2}");
     lst_put(&l, PREFIX "/nodes/", NULL);
-    lst_put(&l, PREFIX "/nodes/cache-b", "{'address':'10.0.3.8:6379','enabled':false}");
-    lst_put(&l, PREFIX "/nodes/cache-a", "{'address':'10.0.3.7:6379','weight':1,'zone':'a'}");
+    lst_put(&l, PREFIX "/nodes/cache-b", "{'address':'127.0.3.8:6379','enabled':false}");
+    lst_put(&l, PREFIX "/nodes/cache-a", "{'address':'127.0.3.7:6379','weight':1,'zone':'a'}");
     lst_put(&l, PREFIX "/nodes/cache-c",
             "{\n  'address': '[fd00::3]:6379',\n  'weight': 3,\n  'zone': 'b'\n}\n");
     lst_put(&l, PREFIX "/nodes/cache-a/extra", "{'address':'1.1.1.1:1'}");
@@ -289,12 +289,12 @@ test_realistic_listing(void **state) {
     assert_int_equal(m.n_rejections_total, 0);
     assert_int_equal(m.n_nodes, 3);
     assert_string_equal(m.nodes[0].id, "cache-a");
-    assert_string_equal(m.nodes[0].address, "10.0.3.7:6379");
+    assert_string_equal(m.nodes[0].address, "127.0.3.7:6379");
     assert_string_equal(m.nodes[0].zone, "a");
     assert_int_equal(m.nodes[0].weight, 1);
     assert_true(m.nodes[0].enabled);
     assert_string_equal(m.nodes[1].id, "cache-b");
-    assert_string_equal(m.nodes[1].address, "10.0.3.8:6379");
+    assert_string_equal(m.nodes[1].address, "127.0.3.8:6379");
     assert_string_equal(m.nodes[1].zone, "");
     assert_int_equal(m.nodes[1].weight, 1);
     assert_false(m.nodes[1].enabled);
@@ -386,56 +386,56 @@ typedef struct node_case {
 
 static const node_case node_cases[] = {
     /* values */
-    {NB, "{'address':'10.0.0.2:6379','weight':-1}", NULL, NB,
+    {NB, "{'address':'127.0.0.2:6379','weight':-1}", NULL, NB,
      "weight must be an integer between 1 and 10000, got -1"},
-    {NB, "{'address':'10.0.0.2:6379','weight':0}", NULL, NB,
+    {NB, "{'address':'127.0.0.2:6379','weight':0}", NULL, NB,
      "weight must be an integer between 1 and 10000, got 0"},
-    {NB, "{'address':'10.0.0.2:6379','weight':10001}", NULL, NB,
+    {NB, "{'address':'127.0.0.2:6379','weight':10001}", NULL, NB,
      "weight must be an integer between 1 and 10000, got 10001"},
-    {NB, "{'address':'10.0.0.2:6379','weight':1.0}", NULL, NB,
+    {NB, "{'address':'127.0.0.2:6379','weight':1.0}", NULL, NB,
      "weight must be an integer between 1 and 10000, got 1.0"},
-    {NB, "{'address':'10.0.0.2:6379','weight':'2'}", NULL, NB,
+    {NB, "{'address':'127.0.0.2:6379','weight':'2'}", NULL, NB,
      "weight must be an integer between 1 and 10000, got \"2\""},
-    {NB, "{'address':'10.0.0.2:6379','weight':null}", NULL, NB,
+    {NB, "{'address':'127.0.0.2:6379','weight':null}", NULL, NB,
      "weight must be an integer between 1 and 10000, got null"},
-    {NB, "{'address':'10.0.0.2:6379','weight':99999999999999999999}", NULL, NB,
+    {NB, "{'address':'127.0.0.2:6379','weight':99999999999999999999}", NULL, NB,
      "invalid JSON at line 1, column *: too big integer*"},
     {NB, "{'weight':2}", NULL, NB, "address is required"},
     {NB, "{}", NULL, NB, "address is required"},
     {NB, "{'address':42}", NULL, NB, "address must be a string, got 42"},
-    {NB, "{'address':'10.0.0.2'}", NULL, NB, "address \"10.0.0.2\": must be host:port"},
-    {NB, "{'address':'10.0.0.2:0'}", NULL, NB,
-     "address \"10.0.0.2:0\": port must be a number between 1 and 65535"},
-    {NB, "{'address':'10.0.0.2:65536'}", NULL, NB,
-     "address \"10.0.0.2:65536\": port must be a number between 1 and 65535"},
+    {NB, "{'address':'127.0.0.2'}", NULL, NB, "address \"127.0.0.2\": must be host:port"},
+    {NB, "{'address':'127.0.0.2:0'}", NULL, NB,
+     "address \"127.0.0.2:0\": port must be a number between 1 and 65535"},
+    {NB, "{'address':'127.0.0.2:65536'}", NULL, NB,
+     "address \"127.0.0.2:65536\": port must be a number between 1 and 65535"},
     {NB, "{'address':':6379'}", NULL, NB, "address \":6379\": host is empty"},
     {NB, "{'address':'fd00::1:6379'}", NULL, NB,
      "address \"fd00::1:6379\": IPv6 host must be in brackets: [addr]:port"},
     {NB, "{'address':'a b:1'}", NULL, NB, "address must not contain spaces or control characters"},
     {NB, "{'address':''}", NULL, NB, "address must not be empty"},
-    {NB, "{'address':'10.0.0.2:6379','zone':5}", NULL, NB, "zone must be a string, got 5"},
-    {NB, "{'address':'10.0.0.2:6379','zone':'x x'}", NULL, NB,
+    {NB, "{'address':'127.0.0.2:6379','zone':5}", NULL, NB, "zone must be a string, got 5"},
+    {NB, "{'address':'127.0.0.2:6379','zone':'x x'}", NULL, NB,
      "zone must not contain spaces or control characters"},
     {NB,
-     "{'address':'10.0.0.2:6379','zone':'"
+     "{'address':'127.0.0.2:6379','zone':'"
      "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz'}",
      NULL, NB, "zone is too long (max 64 bytes)"},
-    {NB, "{'address':'10.0.0.2:6379','enabled':'yes'}", NULL, NB,
+    {NB, "{'address':'127.0.0.2:6379','enabled':'yes'}", NULL, NB,
      "enabled must be true or false, got \"yes\""},
-    {NB, "{'address':'10.0.0.2:6379','enabled':1}", NULL, NB,
+    {NB, "{'address':'127.0.0.2:6379','enabled':1}", NULL, NB,
      "enabled must be true or false, got 1"},
-    {NB, "{'address':'10.0.0.2:6379','color':'red'}", NULL, NB,
+    {NB, "{'address':'127.0.0.2:6379','color':'red'}", NULL, NB,
      "unknown field \"color\" (expected address, weight, zone, enabled)"},
-    {NB, "{'address':'10.0.0.2:6379','id':'cache-x'}", NULL, NB,
+    {NB, "{'address':'127.0.0.2:6379','id':'cache-x'}", NULL, NB,
      "unknown field \"id\" (expected address, weight, zone, enabled)"},
-    {NB, "['10.0.0.2:6379']", NULL, NB, "value must be a JSON object, got an array"},
+    {NB, "['127.0.0.2:6379']", NULL, NB, "value must be a JSON object, got an array"},
     {NB, "5", NULL, NB, "value must be a JSON object, got 5"},
-    {NB, "'10.0.0.2:6379'", NULL, NB, "value must be a JSON object, got \"10.0.0.2:6379\""},
+    {NB, "'127.0.0.2:6379'", NULL, NB, "value must be a JSON object, got \"127.0.0.2:6379\""},
     {NB, "{'address':", NULL, NB, "invalid JSON at line 1, column *"},
-    {NB, "10.0.0.2:6379", NULL, NB, "invalid JSON at line 1, column *"},
+    {NB, "127.0.0.2:6379", NULL, NB, "invalid JSON at line 1, column *"},
     {NB, "{'address':'a:1','address':'b:2'}", NULL, NB, "invalid JSON*duplicate object key*"},
     {NB, "{'address':'a\\u0000b:1'}", NULL, NB, "invalid JSON*"},
-    {NB, "{'address':'10.0.0.2:6379'} {}", NULL, NB, "invalid JSON*end of file expected*"},
+    {NB, "{'address':'127.0.0.2:6379'} {}", NULL, NB, "invalid JSON*end of file expected*"},
     /* the Value itself */
     {NB, NULL, NULL, NB, "empty value"},
     {NB, NULL, "", NB, "empty value"},
@@ -449,11 +449,11 @@ static const node_case node_cases[] = {
     {NB, NULL, "e30\\u0000", NB, "value is not valid base64"}, /* NUL in the Value */
     {NB, NULL, "AA==", NB, "invalid JSON*"},                   /* one NUL byte */
     /* ids: the key's last segment */
-    {"nodes/bad id", "{'address':'10.0.0.2:6379'}", NULL, "nodes/bad id",
+    {"nodes/bad id", "{'address':'127.0.0.2:6379'}", NULL, "nodes/bad id",
      "id must not contain spaces or control characters"},
-    {"nodes/bad\\u0001id", "{'address':'10.0.0.2:6379'}", NULL, "nodes/bad?id",
+    {"nodes/bad\\u0001id", "{'address':'127.0.0.2:6379'}", NULL, "nodes/bad?id",
      "id must not contain spaces or control characters"},
-    {"nodes/bad\\u0000id", "{'address':'10.0.0.2:6379'}", NULL, "nodes/bad?id",
+    {"nodes/bad\\u0000id", "{'address':'127.0.0.2:6379'}", NULL, "nodes/bad?id",
      "id must not contain spaces or control characters"},
 };
 
@@ -468,7 +468,7 @@ test_node_rejections(void **state) {
         lst_init(&l);
         char key[512];
         snprintf(key, sizeof(key), PREFIX "/%s", c->key);
-        lst_put(&l, PREFIX "/nodes/cache-a", "{'address':'10.0.0.1:6379'}");
+        lst_put(&l, PREFIX "/nodes/cache-a", "{'address':'127.0.0.1:6379'}");
         if (c->raw != NULL) {
             lst_put_b64(&l, key, c->raw);
         } else {
@@ -502,7 +502,7 @@ test_node_limits(void **state) {
     /* A value of exactly RS_KV_MAX_VALUE bytes (padded with spaces), and one byte more. */
     char *big = malloc(RS_KV_MAX_VALUE + 2);
     assert_non_null(big);
-    const char head[] = "{\"address\":\"10.0.0.9:1\",\"weight\":10000,\"zone\":\"";
+    const char head[] = "{\"address\":\"127.0.0.9:1\",\"weight\":10000,\"zone\":\"";
     memset(big, ' ', RS_KV_MAX_VALUE + 1);
     memcpy(big, head, strlen(head));
     memset(big + strlen(head), 'z', RS_ZONE_MAX);
@@ -530,7 +530,7 @@ test_node_limits(void **state) {
     char tooid[RS_ID_MAX + 64];
     memcpy(tooid, longid, sizeof(longid));
     memcpy(tooid + strlen(longid), "j", 2); /* RS_ID_MAX + 1 bytes */
-    lst_put(&l, tooid, "{'address':'10.0.0.1:1'}");
+    lst_put(&l, tooid, "{'address':'127.0.0.1:1'}");
     free(exact);
     free(over);
     free(far_over);
@@ -564,7 +564,7 @@ test_node_limits(void **state) {
 static void
 put_b(listing *l, const char *value_q) {
     lst_init(l);
-    lst_put(l, PREFIX "/nodes/cache-a", "{'address':'10.0.0.1:6379'}");
+    lst_put(l, PREFIX "/nodes/cache-a", "{'address':'127.0.0.1:6379'}");
     if (value_q != NULL) {
         lst_put(l, PREFIX "/nodes/cache-b", value_q);
     }
@@ -590,13 +590,13 @@ test_last_good_value(void **state) {
     rs_error err;
 
     /* A good value. */
-    const rs_node *b = run_b(memo, "{'address':'10.0.0.2:6379','weight':2}", &m, 0);
+    const rs_node *b = run_b(memo, "{'address':'127.0.0.2:6379','weight':2}", &m, 0);
     assert_non_null(b);
     assert_int_equal(b->weight, 2);
     rs_membership_free(&m);
 
     /* A bad edit: rejected, the last good value stands. */
-    b = run_b(memo, "{'address':'10.0.0.2:6379','weight':-1}", &m, 1);
+    b = run_b(memo, "{'address':'127.0.0.2:6379','weight':-1}", &m, 1);
     assert_non_null(b);
     assert_int_equal(b->weight, 2);
     assert_string_equal(m.rejections[0].key, "nodes/cache-b");
@@ -605,33 +605,33 @@ test_last_good_value(void **state) {
     /* Still bad, a different way: still the last good value. */
     b = run_b(memo, "{'address':'nowhere'}", &m, 1);
     assert_non_null(b);
-    assert_string_equal(b->address, "10.0.0.2:6379");
+    assert_string_equal(b->address, "127.0.0.2:6379");
     rs_membership_free(&m);
 
     /* A body that is not a listing changes nothing, the memo included. */
     assert_int_equal(kv_exact(memo, "nope", 4, &m, &err), -EINVAL);
     assert_true(glob("KV listing: invalid JSON*", err.msg));
-    b = run_b(memo, "{'address':'10.0.0.2:6379','weight':'x'}", &m, 1);
+    b = run_b(memo, "{'address':'127.0.0.2:6379','weight':'x'}", &m, 1);
     assert_non_null(b);
     assert_int_equal(b->weight, 2);
     rs_membership_free(&m);
 
     /* A good edit becomes the new last good value. */
-    b = run_b(memo, "{'address':'10.0.0.2:6380','weight':3,'enabled':false}", &m, 0);
+    b = run_b(memo, "{'address':'127.0.0.2:6380','weight':3,'enabled':false}", &m, 0);
     assert_non_null(b);
     assert_int_equal(b->weight, 3);
     assert_false(b->enabled);
     rs_membership_free(&m);
-    b = run_b(memo, "{'address':'10.0.0.2:6380','weight':3,'enabled':'no'}", &m, 1);
+    b = run_b(memo, "{'address':'127.0.0.2:6380','weight':3,'enabled':'no'}", &m, 1);
     assert_non_null(b);
     assert_int_equal(b->weight, 3);
-    assert_string_equal(b->address, "10.0.0.2:6380");
+    assert_string_equal(b->address, "127.0.0.2:6380");
     rs_membership_free(&m);
 
     /* A null value (the key exists, no data) is a bad value, not a deletion. */
     listing l;
     lst_init(&l);
-    lst_put(&l, PREFIX "/nodes/cache-a", "{'address':'10.0.0.1:6379'}");
+    lst_put(&l, PREFIX "/nodes/cache-a", "{'address':'127.0.0.1:6379'}");
     lst_put(&l, PREFIX "/nodes/cache-b", NULL);
     assert_int_equal(kv_run(memo, &l, &m, &err), 0);
     assert_int_equal(m.n_rejections, 1);
@@ -640,7 +640,7 @@ test_last_good_value(void **state) {
     rs_membership_free(&m);
 
     /* Another memo knows nothing of it. */
-    put_b(&l, "{'address':'10.0.0.2:6379','weight':-1}");
+    put_b(&l, "{'address':'127.0.0.2:6379','weight':-1}");
     assert_int_equal(kv_run(other, &l, &m, &err), 0);
     assert_null(find_node(&m, "cache-b"));
     rs_membership_free(&m);
@@ -650,12 +650,12 @@ test_last_good_value(void **state) {
     assert_null(b);
     assert_int_equal(m.n_nodes, 1);
     rs_membership_free(&m);
-    b = run_b(memo, "{'address':'10.0.0.2:6379','weight':-1}", &m, 1);
+    b = run_b(memo, "{'address':'127.0.0.2:6379','weight':-1}", &m, 1);
     assert_null(b);
     rs_membership_free(&m);
 
     /* A 404 (empty prefix) forgets everything too. */
-    b = run_b(memo, "{'address':'10.0.0.2:6379'}", &m, 0);
+    b = run_b(memo, "{'address':'127.0.0.2:6379'}", &m, 0);
     assert_non_null(b);
     rs_membership_free(&m);
     assert_int_equal(kv_exact(memo, "[]", 2, &m, &err), 0);
@@ -664,7 +664,7 @@ test_last_good_value(void **state) {
     assert_null(m.healthy);
     assert_string_equal(m.confirm, "");
     rs_membership_free(&m);
-    b = run_b(memo, "{'address':'10.0.0.2:6379','weight':-1}", &m, 1);
+    b = run_b(memo, "{'address':'127.0.0.2:6379','weight':-1}", &m, 1);
     assert_null(b);
     rs_membership_free(&m);
 
@@ -942,7 +942,7 @@ test_hostile_bodies(void **state) {
         rs_membership m;
         rs_error err;
         listing l;
-        put_b(&l, "{'address':'10.0.0.2:6379'}");
+        put_b(&l, "{'address':'127.0.0.2:6379'}");
         assert_int_equal(kv_run(memo, &l, &m, &err), 0);
         rs_membership_free(&m);
 
@@ -958,7 +958,7 @@ test_hostile_bodies(void **state) {
             fail_msg("case %zu: rc %d, \"%s\"", i, rc, err.msg);
         }
         rs_membership_free(&m);
-        const rs_node *b = run_b(memo, "{'address':'10.0.0.2:6379','weight':0}", &m, 1);
+        const rs_node *b = run_b(memo, "{'address':'127.0.0.2:6379','weight':0}", &m, 1);
         if (c->error != NULL) {
             assert_non_null(b);
         }
@@ -994,8 +994,8 @@ test_hostile_bodies(void **state) {
     /* Control characters and junk in keys: one key's problem, printable in the report. */
     listing l;
     lst_init(&l);
-    lst_put(&l, PREFIX "/nodes/\\u001b[31mred", "{'address':'10.0.0.1:1'}");
-    lst_put(&l, PREFIX "/nodes/ok", "{'address':'10.0.0.1:2'}");
+    lst_put(&l, PREFIX "/nodes/\\u001b[31mred", "{'address':'127.0.0.1:1'}");
+    lst_put(&l, PREFIX "/nodes/ok", "{'address':'127.0.0.1:2'}");
     assert_int_equal(kv_run(memo, &l, &m, &err), 0);
     assert_int_equal(m.n_nodes, 1);
     assert_int_equal(m.n_rejections, 1);
@@ -1008,7 +1008,7 @@ test_hostile_bodies(void **state) {
     snprintf(key, sizeof(key), PREFIX "/nodes/");
     memset(key + strlen(key), 'k', 400);
     key[strlen(PREFIX "/nodes/") + 400] = '\0';
-    lst_put(&l, key, "{'address':'10.0.0.1:1'}");
+    lst_put(&l, key, "{'address':'127.0.0.1:1'}");
     assert_int_equal(kv_run(memo, &l, &m, &err), 0);
     assert_int_equal(m.n_rejections, 1);
     assert_int_equal(strlen(m.rejections[0].key), sizeof(m.rejections[0].key) - 1);
@@ -1025,7 +1025,7 @@ test_truncated_listing(void **state) {
     listing l;
     lst_init(&l);
     lst_put(&l, PREFIX "/config", "{'replicas':3}");
-    lst_put(&l, PREFIX "/nodes/a", "{'address':'10.0.0.1:1','zone':'z\\u00e9'}");
+    lst_put(&l, PREFIX "/nodes/a", "{'address':'127.0.0.1:1','zone':'z\\u00e9'}");
     lst_put(&l, PREFIX "/nodes/b", NULL);
     lst_end(&l);
     rs_kv_memo *memo = NULL;
@@ -1052,7 +1052,7 @@ test_huge_listing(void **state) {
     (void)state;
     rs_kv_memo *memo = NULL;
     assert_int_equal(rs_kv_memo_new(&memo), 0);
-    char *val = b64("{\"address\":\"10.0.0.1:6379\"}", 27);
+    char *val = b64("{\"address\":\"127.0.0.1:6379\"}", 28);
     listing l;
     lst_init(&l);
     for (size_t i = RS_NODES_MAX + 5; i-- > 0;) { /* reverse order: the output is sorted */
@@ -1227,16 +1227,16 @@ health_exact(const char *body, size_t len, rs_membership *m, rs_error *err) {
 static char *
 realistic_health(void) {
     char *in[] = {
-        inst("node-1", "10.0.3.7", "cache-a", "", 6379,
+        inst("node-1", "127.0.3.7", "cache-a", "", 6379,
              "{'ringside_weight':'2','ringside_zone':'a','version':'7'}", "passing", "passing"),
-        inst("node-2", "10.0.3.8", "cache-b", "10.0.4.8", 6380, "null", "passing", "warning"),
-        inst("node-3", "10.0.3.9", "cache-c", "", 6379, "{}", "passing", "critical"),
-        inst("node-4", "10.0.3.10", "cache-d", "fd00::4", 6379, "{'ringside_zone':'b'}", "passing",
+        inst("node-2", "127.0.3.8", "cache-b", "127.0.4.8", 6380, "null", "passing", "warning"),
+        inst("node-3", "127.0.3.9", "cache-c", "", 6379, "{}", "passing", "critical"),
+        inst("node-4", "127.0.3.10", "cache-d", "fd00::4", 6379, "{'ringside_zone':'b'}", "passing",
              "maintenance"),
         inst("node-5", "fd00::5", "cache-e", "", 7000, "{'ringside_weight':'10000'}", "critical",
              "passing"),
-        inst("node-6", "10.0.3.12", "cache-f", "", 6379, "{}", "passing", "bogus"),
-        inst("node-7", "10.0.3.13", "cache-g", "fd00::7", 6379, "{}", "passing", "passing"),
+        inst("node-6", "127.0.3.12", "cache-f", "", 6379, "{}", "passing", "bogus"),
+        inst("node-7", "127.0.3.13", "cache-g", "fd00::7", 6379, "{}", "passing", "passing"),
     };
     return health_body(sizeof(in) / sizeof(in[0]), in);
 }
@@ -1256,12 +1256,12 @@ test_health_listing(void **state) {
         uint32_t weight;
         uint8_t healthy;
     } want[] = {
-        {"cache-a", "10.0.3.7:6379", "a", 2, 1},     /* passing; Service.Address empty */
-        {"cache-b", "10.0.4.8:6380", "", 1, 1},      /* warning is healthy; Meta null */
-        {"cache-c", "10.0.3.9:6379", "", 1, 0},      /* critical */
+        {"cache-a", "127.0.3.7:6379", "a", 2, 1},    /* passing; Service.Address empty */
+        {"cache-b", "127.0.4.8:6380", "", 1, 1},     /* warning is healthy; Meta null */
+        {"cache-c", "127.0.3.9:6379", "", 1, 0},     /* critical */
         {"cache-d", "[fd00::4]:6379", "b", 1, 0},    /* maintenance; IPv6 service address */
         {"cache-e", "[fd00::5]:7000", "", 10000, 0}, /* node check critical; IPv6 node */
-        {"cache-f", "10.0.3.12:6379", "", 1, 0},     /* an unknown status is not healthy */
+        {"cache-f", "127.0.3.12:6379", "", 1, 0},    /* an unknown status is not healthy */
         {"cache-g", "[fd00::7]:6379", "", 1, 1},
     };
     for (size_t i = 0; i < m.n_nodes; i++) {
@@ -1281,17 +1281,17 @@ test_health_listing(void **state) {
     rs_membership_free(&m);
 
     /* No checks at all, Checks null, Meta missing: healthy, defaults. */
-    const char *bare = "[{'Node':{'Node':'n','Address':'10.1.1.1'},"
+    const char *bare = "[{'Node':{'Node':'n','Address':'127.1.1.1'},"
                        "'Service':{'ID':'x','Port':1},'Checks':[]},"
-                       "{'Node':{'Node':'n'},'Service':{'ID':'y','Address':'10.1.1.2','Port':2},"
+                       "{'Node':{'Node':'n'},'Service':{'ID':'y','Address':'127.1.1.2','Port':2},"
                        "'Checks':null},"
                        "{'Node':{},'Service':{'ID':'z','Address':'[fd00::9]','Port':3}}]";
     body = json_of(bare);
     assert_int_equal(health_exact(body, strlen(body), &m, &err), 0);
     free(body);
     assert_int_equal(m.n_nodes, 3);
-    assert_string_equal(m.nodes[0].address, "10.1.1.1:1");
-    assert_string_equal(m.nodes[1].address, "10.1.1.2:2");
+    assert_string_equal(m.nodes[0].address, "127.1.1.1:1");
+    assert_string_equal(m.nodes[1].address, "127.1.1.2:2");
     assert_string_equal(m.nodes[2].address, "[fd00::9]:3");
     assert_int_equal(m.healthy[0] & m.healthy[1] & m.healthy[2], 1);
     rs_membership_free(&m);
@@ -1312,39 +1312,42 @@ typedef struct svc_case {
 } svc_case;
 
 static const svc_case svc_cases[] = {
-    {"s", "", "10.0.0.1", 1, "{'ringside_weight':'0'}", true, 1, "service/s",
+    {"s", "", "127.0.0.1", 1, "{'ringside_weight':'0'}", true, 1, "service/s",
      "ringside_weight must be an integer between 1 and 10000, got \"0\"; using 1"},
-    {"s", "", "10.0.0.1", 1, "{'ringside_weight':'10001'}", true, 1, "service/s",
+    {"s", "", "127.0.0.1", 1, "{'ringside_weight':'10001'}", true, 1, "service/s",
      "ringside_weight must be an integer between 1 and 10000, got \"10001\"; using 1"},
-    {"s", "", "10.0.0.1", 1, "{'ringside_weight':'abc'}", true, 1, "service/s",
+    {"s", "", "127.0.0.1", 1, "{'ringside_weight':'abc'}", true, 1, "service/s",
      "ringside_weight must be an integer between 1 and 10000, got \"abc\"; using 1"},
-    {"s", "", "10.0.0.1", 1, "{'ringside_weight':''}", true, 1, "service/s", "ringside_weight *"},
-    {"s", "", "10.0.0.1", 1, "{'ringside_weight':' 5'}", true, 1, "service/s", "ringside_weight *"},
-    {"s", "", "10.0.0.1", 1, "{'ringside_weight':'+5'}", true, 1, "service/s", "ringside_weight *"},
-    {"s", "", "10.0.0.1", 1, "{'ringside_weight':'5x'}", true, 1, "service/s", "ringside_weight *"},
-    {"s", "", "10.0.0.1", 1, "{'ringside_weight':'99999999999'}", true, 1, "service/s",
+    {"s", "", "127.0.0.1", 1, "{'ringside_weight':''}", true, 1, "service/s", "ringside_weight *"},
+    {"s", "", "127.0.0.1", 1, "{'ringside_weight':' 5'}", true, 1, "service/s",
      "ringside_weight *"},
-    {"s", "", "10.0.0.1", 1, "{'ringside_weight':5}", true, 1, "service/s",
+    {"s", "", "127.0.0.1", 1, "{'ringside_weight':'+5'}", true, 1, "service/s",
+     "ringside_weight *"},
+    {"s", "", "127.0.0.1", 1, "{'ringside_weight':'5x'}", true, 1, "service/s",
+     "ringside_weight *"},
+    {"s", "", "127.0.0.1", 1, "{'ringside_weight':'99999999999'}", true, 1, "service/s",
+     "ringside_weight *"},
+    {"s", "", "127.0.0.1", 1, "{'ringside_weight':5}", true, 1, "service/s",
      "ringside_weight must be an integer between 1 and 10000, got 5; using 1"},
-    {"s", "", "10.0.0.1", 1, "{'ringside_weight':'007'}", true, 7, NULL, NULL},
-    {"s", "", "10.0.0.1", 1, "{'ringside_zone':'a b'}", true, 1, "service/s",
+    {"s", "", "127.0.0.1", 1, "{'ringside_weight':'007'}", true, 7, NULL, NULL},
+    {"s", "", "127.0.0.1", 1, "{'ringside_zone':'a b'}", true, 1, "service/s",
      "ringside_zone must be at most 64 bytes without spaces or control characters, got \"a b\"; "
      "using no zone"},
-    {"s", "", "10.0.0.1", 1, "{'ringside_zone':7}", true, 1, "service/s", "ringside_zone *got 7*"},
-    {"s", "", "10.0.0.1", 0, "{}", false, 0, "service/s",
+    {"s", "", "127.0.0.1", 1, "{'ringside_zone':7}", true, 1, "service/s", "ringside_zone *got 7*"},
+    {"s", "", "127.0.0.1", 0, "{}", false, 0, "service/s",
      "Service.Port must be an integer between 1 and 65535, got 0"},
-    {"s", "", "10.0.0.1", 70000, "{}", false, 0, "service/s",
+    {"s", "", "127.0.0.1", 70000, "{}", false, 0, "service/s",
      "Service.Port must be an integer between 1 and 65535, got 70000"},
-    {"s", "", "10.0.0.1", -1, "{}", false, 0, "service/s", "Service.Port *got -1"},
+    {"s", "", "127.0.0.1", -1, "{}", false, 0, "service/s", "Service.Port *got -1"},
     {"s", "", "", 1, "{}", false, 0, "service/s",
      "no address: Service.Address and Node.Address are both empty"},
-    {"s", "bad host", "10.0.0.1", 1, "{}", false, 0, "service/s",
+    {"s", "bad host", "127.0.0.1", 1, "{}", false, 0, "service/s",
      "address must not contain spaces or control characters"},
-    {"s", "[fd00::1", "10.0.0.1", 1, "{}", false, 0, "service/s", "address \"[fd00::1:1\": *"},
-    {"a b", "", "10.0.0.1", 1, "{}", false, 0, "service/a b",
+    {"s", "[fd00::1", "127.0.0.1", 1, "{}", false, 0, "service/s", "address \"[fd00::1:1\": *"},
+    {"a b", "", "127.0.0.1", 1, "{}", false, 0, "service/a b",
      "id must not contain spaces or control characters"},
-    {"", "", "10.0.0.1", 1, "{}", false, 0, "service/", "id must not be empty"},
-    {"x\\u0007y", "", "10.0.0.1", 1, "{}", false, 0, "service/x?y",
+    {"", "", "127.0.0.1", 1, "{}", false, 0, "service/", "id must not be empty"},
+    {"x\\u0007y", "", "127.0.0.1", 1, "{}", false, 0, "service/x?y",
      "id must not contain spaces or control characters"},
 };
 
@@ -1354,7 +1357,7 @@ test_health_rejections(void **state) {
     for (size_t i = 0; i < sizeof(svc_cases) / sizeof(svc_cases[0]); i++) {
         const svc_case *c = &svc_cases[i];
         char *in[2] = {
-            inst("node-0", "10.9.9.9", "good", "", 1, "{}", "passing", "passing"),
+            inst("node-0", "127.9.9.9", "good", "", 1, "{}", "passing", "passing"),
             inst("node-1", c->node_addr, c->id, c->svc_addr, c->port, c->meta, "passing",
                  "passing"),
         };
@@ -1383,12 +1386,12 @@ static void
 test_health_duplicates(void **state) {
     (void)state;
     char *in[] = {
-        inst("node-2", "10.0.0.2", "dup", "", 6379, "{'ringside_weight':'2'}", "passing",
+        inst("node-2", "127.0.0.2", "dup", "", 6379, "{'ringside_weight':'2'}", "passing",
              "critical"),
-        inst("node-1", "10.0.0.1", "dup", "", 6379, "{'ringside_weight':'3'}", "passing",
+        inst("node-1", "127.0.0.1", "dup", "", 6379, "{'ringside_weight':'3'}", "passing",
              "passing"),
-        inst("node-3", "10.0.0.3", "dup", "", 6379, "{}", "passing", "passing"),
-        inst("node-4", "10.0.0.4", "solo", "", 6379, "{}", "passing", "passing"),
+        inst("node-3", "127.0.0.3", "dup", "", 6379, "{}", "passing", "passing"),
+        inst("node-4", "127.0.0.4", "solo", "", 6379, "{}", "passing", "passing"),
     };
     char *body = health_body(4, in);
     rs_membership m;
@@ -1397,7 +1400,7 @@ test_health_duplicates(void **state) {
     assert_int_equal(m.n_nodes, 2);
     const rs_node *n = find_node(&m, "dup");
     assert_non_null(n);
-    assert_string_equal(n->address, "10.0.0.2:6379"); /* the first in the listing */
+    assert_string_equal(n->address, "127.0.0.2:6379"); /* the first in the listing */
     assert_int_equal(n->weight, 2);
     assert_int_equal(m.healthy[0], 0);
     assert_int_equal(m.n_rejections, 2);
@@ -1409,7 +1412,7 @@ test_health_duplicates(void **state) {
 
     /* apply_health takes the first too. */
     rs_node node = {
-        .id = "dup", .address = "10.0.0.1:6379", .zone = "", .weight = 1, .enabled = true};
+        .id = "dup", .address = "127.0.0.1:6379", .zone = "", .weight = 1, .enabled = true};
     rs_membership km = {.nodes = &node, .n_nodes = 1};
     uint8_t h = 1;
     km.healthy = &h;
@@ -1505,13 +1508,13 @@ test_apply_health(void **state) {
     assert_int_equal(rs_kv_memo_new(&memo), 0);
     listing l;
     lst_init(&l);
-    lst_put(&l, PREFIX "/nodes/cache-a", "{'address':'10.0.3.7:6379'}"); /* by id */
-    lst_put(&l, PREFIX "/nodes/b", "{'address':'10.0.4.8:6380'}");       /* by address */
-    lst_put(&l, PREFIX "/nodes/cache-c", "{'address':'10.9.9.9:6379'}"); /* by id: critical */
-    lst_put(&l, PREFIX "/nodes/nobody", "{'address':'10.7.7.7:6379'}");  /* no instance */
-    lst_put(&l, PREFIX "/nodes/v6", "{'address':'[fd00::7]:6379'}");     /* by address, v6 */
-    lst_put(&l, PREFIX "/nodes/cache-f", "{'address':'10.0.3.7:6379'}"); /* id beats address */
-    lst_put(&l, PREFIX "/nodes/other", "{'address':'10.0.3.10:6379'}");  /* cache-d's node,
+    lst_put(&l, PREFIX "/nodes/cache-a", "{'address':'127.0.3.7:6379'}"); /* by id */
+    lst_put(&l, PREFIX "/nodes/b", "{'address':'127.0.4.8:6380'}");       /* by address */
+    lst_put(&l, PREFIX "/nodes/cache-c", "{'address':'127.9.9.9:6379'}"); /* by id: critical */
+    lst_put(&l, PREFIX "/nodes/nobody", "{'address':'127.7.7.7:6379'}");  /* no instance */
+    lst_put(&l, PREFIX "/nodes/v6", "{'address':'[fd00::7]:6379'}");      /* by address, v6 */
+    lst_put(&l, PREFIX "/nodes/cache-f", "{'address':'127.0.3.7:6379'}"); /* id beats address */
+    lst_put(&l, PREFIX "/nodes/other", "{'address':'127.0.3.10:6379'}");  /* cache-d's node,
                                                                             but not its address */
     rs_membership m;
     rs_error err;
@@ -1574,7 +1577,7 @@ ring_of(const char *const *ids, size_t n, const bool *enabled) {
     char addr[16][48];
     assert_true(n <= 16);
     for (size_t i = 0; i < n; i++) {
-        snprintf(addr[i], sizeof(addr[i]), "10.0.0.%zu:6379", i + 1);
+        snprintf(addr[i], sizeof(addr[i]), "127.0.0.%zu:6379", i + 1);
         nodes[i] = (rs_node){.id = ids[i],
                              .address = addr[i],
                              .zone = "",
@@ -1666,8 +1669,11 @@ test_guard(void **state) {
         size_t nt = parse_ids(c->to, tids, ten);
         rs_node nodes[16];
         for (size_t k = 0; k < nt; k++) {
-            nodes[k] = (rs_node){
-                .id = tids[k], .address = "10.1.1.1:1", .zone = "", .weight = 1, .enabled = ten[k]};
+            nodes[k] = (rs_node){.id = tids[k],
+                                 .address = "127.1.1.1:1",
+                                 .zone = "",
+                                 .weight = 1,
+                                 .enabled = ten[k]};
         }
         rs_membership to = {.nodes = nt > 0 ? nodes : NULL, .n_nodes = nt};
         to.force = true; /* the caller's business: the guard still says what it sees */
@@ -1814,8 +1820,8 @@ test_api_contract(void **state) {
     /* Same input, same output (and the memo does not change a good listing's result). */
     listing l;
     lst_init(&l);
-    lst_put(&l, PREFIX "/nodes/b", "{'address':'10.0.0.2:1','zone':'z','weight':5}");
-    lst_put(&l, PREFIX "/nodes/a", "{'address':'10.0.0.1:1'}");
+    lst_put(&l, PREFIX "/nodes/b", "{'address':'127.0.0.2:1','zone':'z','weight':5}");
+    lst_put(&l, PREFIX "/nodes/a", "{'address':'127.0.0.1:1'}");
     lst_put(&l, PREFIX "/config", "{'replicas':1}");
     lst_end(&l);
     rs_membership m1, m2;

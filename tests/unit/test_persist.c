@@ -75,8 +75,8 @@ make_state(rs_state *s, const char *ring, uint64_t epoch, int64_t written_at) {
     s->health_index = 200 + epoch;
     s->written_at = written_at;
     rs_node a = {
-        .id = "cache-a", .address = "10.0.0.1:6379", .zone = "z1", .weight = 1, .enabled = true};
-    rs_node b = {.id = "cache-b", .address = "10.0.0.2:6379", .weight = 3, .enabled = true};
+        .id = "cache-a", .address = "127.0.0.1:6379", .zone = "z1", .weight = 1, .enabled = true};
+    rs_node b = {.id = "cache-b", .address = "127.0.0.2:6379", .weight = 3, .enabled = true};
     assert_int_equal(rs_state_add_node(s, &a, true), 0);
     assert_int_equal(rs_state_add_node(s, &b, false), 0);
 }
@@ -188,7 +188,7 @@ test_write_then_load(void **state) {
     assert_string_equal(d.nodes[0].node.id, "cache-a");
     assert_string_equal(d.nodes[0].node.zone, "z1");
     assert_true(d.nodes[0].healthy);
-    assert_string_equal(d.nodes[1].node.address, "10.0.0.2:6379");
+    assert_string_equal(d.nodes[1].node.address, "127.0.0.2:6379");
     assert_int_equal(d.nodes[1].node.weight, 3);
     assert_false(d.nodes[1].healthy);
     assert_string_equal(d.source, "consul-kv");

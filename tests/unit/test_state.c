@@ -36,11 +36,11 @@ sample(rs_state *s) {
     s->params.hash = RS_HASH_MURMUR;
     s->params.replicas = 3;
     memcpy(s->params.hash_tag, "{}", 3);
-    add(s, "cache-a", "10.0.3.7:6379", "eu-west-1a", 1, true, true);
+    add(s, "cache-a", "127.0.3.7:6379", "eu-west-1a", 1, true, true);
     add(s, "cache-b", "[2001:db8::1]:6380", "", 100, true, false);
     add(s, "caf\xc3\xa9", "cache.example:11211", NULL, RS_WEIGHT_MAX, false, true);
-    add(s, "cache-d", "10.0.3.9:6379", "eu-west-1b", 7, false, false);
-    add(s, "cache-e", "10.0.3.10:6379", "z", 2, true, true);
+    add(s, "cache-d", "127.0.3.9:6379", "eu-west-1b", 7, false, false);
+    add(s, "cache-e", "127.0.3.10:6379", "z", 2, true, true);
     snprintf(s->source, sizeof(s->source), "%s", "consul-kv");
     s->kv_index = 9000000000ull;
     s->health_index = 17;
@@ -303,10 +303,10 @@ test_many_nodes(void **unused) {
     for (int i = 0; i < RS_NODES_MAX; i++) {
         char id[24], addr[32];
         snprintf(id, sizeof(id), "node-%05d", i);
-        snprintf(addr, sizeof(addr), "10.%d.%d.%d:6379", i >> 16, (i >> 8) & 255, i & 255);
+        snprintf(addr, sizeof(addr), "127.%d.%d.%d:6379", i >> 16, (i >> 8) & 255, i & 255);
         add(&s, id, addr, "", 1 + (uint32_t)(i % 5), i % 7 != 0, i % 3 != 0);
     }
-    rs_node extra = {.id = "one-too-many", .address = "10.9.9.9:1", .weight = 1};
+    rs_node extra = {.id = "one-too-many", .address = "127.9.9.9:1", .weight = 1};
     assert_int_equal(rs_state_add_node(&s, &extra, true), -E2BIG);
     char *text = NULL;
     size_t len = 0;
@@ -325,7 +325,7 @@ test_many_nodes(void **unused) {
         char id[24];
         snprintf(id, sizeof(id), "node-%05d", i);
         json_array_append_new(nodes, json_pack("{s:s,s:s,s:i,s:s,s:b,s:b}", "id", id, "address",
-                                               "10.0.0.1:1", "weight", 1, "zone", "", "enabled", 1,
+                                               "127.0.0.1:1", "weight", 1, "zone", "", "enabled", 1,
                                                "healthy", 1));
     }
     text = reseal(doc);
@@ -453,7 +453,7 @@ test_content_edit_detected(void **unused) {
     /* Valid JSON, valid content, old checksum: a hand edit or a flipped digit. */
     static const char *const edits[][2] = {
         {"\"epoch\": 4242", "\"epoch\": 4243"},           {"\"weight\": 100", "\"weight\": 101"},
-        {"\"healthy\": false", "\"healthy\": true "},     {"10.0.3.7:6379", "10.0.3.8:6379"},
+        {"\"healthy\": false", "\"healthy\": true "},     {"127.0.3.7:6379", "127.0.3.8:6379"},
         {"\"hash\": \"murmur\"", "\"hash\": \"crc32a\""},
     };
     size_t len;
