@@ -2520,6 +2520,26 @@ kv_object(const consul_kv *kv, const char *rel, const char *hint) {
     return NULL;
 }
 
+/* Parses a Consul command that takes only the common options. Returns -1 to go on
+ * (optind at the first operand), else the exit code. */
+static int
+kv_common_opts(int argc, char **argv, void (*usage)(FILE *), kv_opts *o) {
+    static const struct option opts[] = {KV_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == OPT_HELP) {
+            usage(stdout);
+            return 0;
+        }
+        if (!kv_common_opt(c, optarg, o)) {
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    return -1;
+}
+
 static int
 cmd_node_add(int argc, char **argv) {
     static const struct option opts[] = {
@@ -2616,19 +2636,10 @@ out:
 
 static int
 cmd_node_remove(int argc, char **argv) {
-    static const struct option opts[] = {KV_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
     kv_opts o = {0};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == OPT_HELP) {
-            usage_node_remove(stdout);
-            return 0;
-        }
-        if (!kv_common_opt(c, optarg, &o)) {
-            usage_node_remove(stderr);
-            return EXIT_USAGE;
-        }
+    int prc = kv_common_opts(argc, argv, usage_node_remove, &o);
+    if (prc >= 0) {
+        return prc;
     }
     int rc = kv_operands(argc, argv, 1, usage_node_remove);
     if (rc >= 0 || (rc = kv_resolve(&o, usage_node_remove)) >= 0) {
@@ -2818,19 +2829,10 @@ out:
 
 static int
 cmd_node_enable(int argc, char **argv, bool enable) {
-    static const struct option opts[] = {KV_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
     kv_opts o = {0};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == OPT_HELP) {
-            usage_node_enable(stdout);
-            return 0;
-        }
-        if (!kv_common_opt(c, optarg, &o)) {
-            usage_node_enable(stderr);
-            return EXIT_USAGE;
-        }
+    int prc = kv_common_opts(argc, argv, usage_node_enable, &o);
+    if (prc >= 0) {
+        return prc;
     }
     int rc = kv_operands(argc, argv, 1, usage_node_enable);
     if (rc >= 0 || (rc = kv_resolve(&o, usage_node_enable)) >= 0) {
@@ -3326,19 +3328,10 @@ state_json(const kv_state *s, const kv_opts *o, consul_cli *cli) {
 
 static int
 cmd_ring_show(int argc, char **argv) {
-    static const struct option opts[] = {KV_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
     kv_opts o = {0};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == OPT_HELP) {
-            usage_ring_show(stdout);
-            return 0;
-        }
-        if (!kv_common_opt(c, optarg, &o)) {
-            usage_ring_show(stderr);
-            return EXIT_USAGE;
-        }
+    int prc = kv_common_opts(argc, argv, usage_ring_show, &o);
+    if (prc >= 0) {
+        return prc;
     }
     if (optind < argc) {
         return usage_error(usage_ring_show, "unexpected argument '%s'", argv[optind]);
