@@ -200,6 +200,30 @@ ketama_points(uint32_t weight, uint32_t total_weight, uint32_t nlive) {
     return (uint32_t)(f * 4.0f);
 }
 
+/* The MD5 rings' points (ketama, hash_ring): for each node in order and j below
+ * points / words, MD5 of "<id>-<j>" gives `words` little-endian uint32 points, stored
+ * as value << 32 | node in generation order. Returns how many were written. */
+static uint32_t
+md5_points(const rs_ring *r, int words, uint64_t *items) {
+    uint32_t k = 0;
+    char buf[RS_ID_MAX + 16];
+    unsigned char digest[16];
+    for (uint32_t i = 0; i < r->nnodes; i++) {
+        const rs_ring_node *n = &r->nodes[i];
+        size_t idlen = strlen(n->id);
+        memcpy(buf, n->id, idlen);
+        buf[idlen] = '-';
+        for (uint32_t j = 0; j < n->points / (uint32_t)words; j++) {
+            size_t len = format_u32(buf + idlen + 1, j);
+            rs_md5(buf, idlen + 1 + len, digest);
+            for (int w = 0; w < words; w++) {
+                items[k++] = (uint64_t)load_le32(digest + 4 * w) << 32 | i;
+            }
+        }
+    }
+    return k;
+}
+
 int
 rs_alg_build_ketama(rs_ring *r, rs_error *err) {
     uint64_t total = 0;
@@ -213,22 +237,7 @@ rs_alg_build_ketama(rs_ring *r, rs_error *err) {
     if (rc != 0) {
         return rc;
     }
-    uint32_t k = 0;
-    char buf[RS_ID_MAX + 16];
-    unsigned char digest[16];
-    for (uint32_t i = 0; i < r->nnodes; i++) {
-        const rs_ring_node *n = &r->nodes[i];
-        size_t idlen = strlen(n->id);
-        memcpy(buf, n->id, idlen);
-        buf[idlen] = '-';
-        for (uint32_t h = 0; h < n->points / KETAMA_POINTS_PER_HASH; h++) {
-            size_t len = format_u32(buf + idlen + 1, h);
-            rs_md5(buf, idlen + 1 + len, digest);
-            for (int w = 0; w < KETAMA_POINTS_PER_HASH; w++) {
-                items[k++] = (uint64_t)load_le32(digest + 4 * w) << 32 | i;
-            }
-        }
-    }
+    uint32_t k = md5_points(r, KETAMA_POINTS_PER_HASH, items);
     return finish(r, items, k, false, err);
 }
 
@@ -285,22 +294,7 @@ rs_alg_build_hash_ring(rs_ring *r, rs_error *err) {
     if (rc != 0) {
         return rc;
     }
-    uint32_t k = 0;
-    char buf[RS_ID_MAX + 16];
-    unsigned char digest[16];
-    for (uint32_t i = 0; i < r->nnodes; i++) {
-        const rs_ring_node *n = &r->nodes[i];
-        size_t idlen = strlen(n->id);
-        memcpy(buf, n->id, idlen);
-        buf[idlen] = '-';
-        for (uint32_t j = 0; j < n->points / HASH_RING_POINTS_PER_DIGEST; j++) {
-            size_t len = format_u32(buf + idlen + 1, j);
-            rs_md5(buf, idlen + 1 + len, digest);
-            for (int w = 0; w < HASH_RING_POINTS_PER_DIGEST; w++) {
-                items[k++] = (uint64_t)load_le32(digest + 4 * w) << 32 | i;
-            }
-        }
-    }
+    uint32_t k = md5_points(r, HASH_RING_POINTS_PER_DIGEST, items);
     return finish(r, items, k, true, err);
 }
 
