@@ -188,27 +188,12 @@ get_path(const json_t *v, const char *path, bool required, char *buf, size_t cap
 static int
 get_u32(const json_t *v, const char *path, uint32_t min, uint32_t max, uint32_t *out,
         rs_error *err) {
-    char d[DESCRIBE_CAP];
-    if (json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-        if (i >= (json_int_t)min && i <= (json_int_t)max) {
-            *out = (uint32_t)i;
-            return 0;
-        }
-    }
-    return rs_error_set(err, -EINVAL, "%s: must be an integer between %u and %u, got %s", path, min,
-                        max, describe(d, v));
+    return rs_json_get_u32(v, path, ":", min, max, out, err);
 }
 
 static int
 get_bool(const json_t *v, const char *path, bool *out, rs_error *err) {
-    char d[DESCRIBE_CAP];
-    if (!json_is_boolean(v)) {
-        return rs_error_set(err, -EINVAL, "%s: must be true or false, got %s", path,
-                            describe(d, v));
-    }
-    *out = json_is_true(v);
-    return 0;
+    return rs_json_get_bool(v, path, ":", out, err);
 }
 
 /* A number in [0, 1] (or (0, 1] with open_zero); integers are numbers too. */

@@ -1,6 +1,7 @@
 /* Quoting and describing JSON values for error messages. */
 #include "rs_json.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,4 +86,30 @@ rs_json_describe(char *buf, const json_t *v, bool mark_real) {
         return "null";
     }
     return "an unknown value";
+}
+
+int
+rs_json_get_u32(const json_t *v, const char *what, const char *sep, uint32_t min, uint32_t max,
+                uint32_t *out, rs_error *err) {
+    char d[RS_DESCRIBE_CAP];
+    if (json_is_integer(v)) {
+        json_int_t i = json_integer_value(v);
+        if (i >= (json_int_t)min && i <= (json_int_t)max) {
+            *out = (uint32_t)i;
+            return 0;
+        }
+    }
+    return rs_error_set(err, -EINVAL, "%s%s must be an integer between %u and %u, got %s", what,
+                        sep, min, max, rs_json_describe(d, v, true));
+}
+
+int
+rs_json_get_bool(const json_t *v, const char *what, const char *sep, bool *out, rs_error *err) {
+    char d[RS_DESCRIBE_CAP];
+    if (!json_is_boolean(v)) {
+        return rs_error_set(err, -EINVAL, "%s%s must be true or false, got %s", what, sep,
+                            rs_json_describe(d, v, true));
+    }
+    *out = json_is_true(v);
+    return 0;
 }

@@ -354,27 +354,12 @@ get_string(const json_t *v, const char *field, const char **s, size_t *len, rs_e
 static int
 get_u32(const json_t *v, const char *field, uint32_t min, uint32_t max, uint32_t *out,
         rs_error *why) {
-    char d[DESCRIBE_CAP];
-    if (json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-        if (i >= (json_int_t)min && i <= (json_int_t)max) {
-            *out = (uint32_t)i;
-            return 0;
-        }
-    }
-    return rs_error_set(why, -EINVAL, "%s must be an integer between %u and %u, got %s", field, min,
-                        max, describe(d, v));
+    return rs_json_get_u32(v, field, "", min, max, out, why);
 }
 
 static int
 get_bool(const json_t *v, const char *field, bool *out, rs_error *why) {
-    char d[DESCRIBE_CAP];
-    if (!json_is_boolean(v)) {
-        return rs_error_set(why, -EINVAL, "%s must be true or false, got %s", field,
-                            describe(d, v));
-    }
-    *out = json_is_true(v);
-    return 0;
+    return rs_json_get_bool(v, field, "", out, why);
 }
 
 /* The value of a key as JSON: null and "" are empty values, then base64, size, JSON.

@@ -6,7 +6,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <stdint.h>
+
 #include <jansson.h>
+
+#include "rs_error.h"
 
 #define RS_QUOTE_MAX 40                 /* printable characters of a quoted value */
 #define RS_QUOTE_CAP (RS_QUOTE_MAX + 8) /* room rs_json_quote needs */
@@ -25,5 +29,12 @@ void rs_json_format_real(char *buf, size_t cap, double d, bool mark_real);
  * (quoted), the rest by kind ("an object", "null"). buf has RS_DESCRIBE_CAP bytes; the
  * result is buf or a constant string. */
 const char *rs_json_describe(char *buf, const json_t *v, bool mark_real);
+
+/* Typed reads with the shared error wording: "<what><sep> must be an integer between
+ * MIN and MAX, got <value>" / "... must be true or false, got <value>". sep is ":" for
+ * JSON paths ("ring.replicas: must ...") and "" for field names. 0 or -EINVAL. */
+int rs_json_get_u32(const json_t *v, const char *what, const char *sep, uint32_t min, uint32_t max,
+                    uint32_t *out, rs_error *err);
+int rs_json_get_bool(const json_t *v, const char *what, const char *sep, bool *out, rs_error *err);
 
 #endif
